@@ -1,0 +1,185 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/shelfdb/shelf/slots"
+)
+
+// CompactStats reports what Compact did.
+type CompactStats struct {
+	BytesBefore, BytesAfter int64 // data file sizes
+	Entries                 int64
+}
+
+// Compact rewrites every list contiguously, in list order and with
+// capacity == size, into a new data file with no free space, then switches
+// to it in one commit. A crash at any point leaves either the old store or
+// the new one. Views taken before keep reading the old file; lists keep
+// accepting adds afterwards (a list that grows moves to a new slot).
+func (s *Store) Compact() (CompactStats, error) {
+	if s.readOnly {
+		return CompactStats{}, fmt.Errorf("%w: %s", ErrReadOnly, s.dir)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.writable(); err != nil {
+		return CompactStats{}, err
+	}
+	cur := s.current()
+	cs := uint64(s.conf.codeSize)
+	stats := CompactStats{BytesBefore: int64(s.alloc.End())}
+
+	// Layout: lists in order, each slot exactly its size.
+	nd := newDraft(newTable(cur.nlist))
+	off := uint64(headerSize)
+	for l := 0; l < cur.nlist; l++ {
+		e := cur.tab.get(l)
+		if e.size == 0 {
+			continue
+		}
+		nd.set(l, entry{off: off, cap: e.size, size: e.size, hwm: e.size})
+		off += slotBytes(e.size, int(cs))
+		stats.Entries += int64(e.size)
+	}
+	total := off
+	gen := cur.gen + 1
+	path := filepath.Join(s.dir, dataName(gen))
+	f, err := s.opts.openData(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return stats, fmt.Errorf("store: compact: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(path)
+		}
+	}()
+	if err := f.Truncate(int64(total)); err != nil {
+		return stats, fmt.Errorf("store: compact: %w", err)
+	}
+	if err := writeFull(f, dataHeader{codeSize: s.conf.codeSize, gen: gen, id: s.conf.id}.encode(), 0); err != nil {
+		return stats, fmt.Errorf("store: compact: %w", err)
+	}
+	stage := make([]byte, 0, stagingBytes)
+	stageOff := uint64(headerSize)
+	var done int64
+	flush := func() error {
+		if len(stage) == 0 {
+			return nil
+		}
+		err := writeFull(f, stage, stageOff)
+		stageOff += uint64(len(stage))
+		stage = stage[:0]
+		if s.opts.Progress != nil {
+			s.opts.Progress(Progress{Op: "compact", Done: done, Total: stats.Entries})
+		}
+		return err
+	}
+	m := s.m
+	for l := 0; l < cur.nlist; l++ {
+		e := cur.tab.get(l)
+		if e.size == 0 {
+			continue
+		}
+		n := slotBytes(e.size, int(cs))
+		if uint64(len(stage))+n > stagingBytes {
+			if err := flush(); err != nil {
+				return stats, fmt.Errorf("store: compact: %w", err)
+			}
+		}
+		codes := m.bytes(e.off, e.size*cs)
+		ids := m.bytes(e.off+align8(e.cap*cs), e.size*8)
+		if n > stagingBytes {
+			// One list larger than the staging buffer: write it directly.
+			if err := writeFull(f, codes, stageOff); err != nil {
+				return stats, err
+			}
+			if err := writeFull(f, ids, stageOff+align8(e.size*cs)); err != nil {
+				return stats, err
+			}
+			stageOff += n
+			done += int64(e.size)
+			continue
+		}
+		start := len(stage)
+		stage = stage[:start+int(n)]
+		img := stage[start:]
+		copy(img, codes)
+		clear(img[len(codes):align8(e.size*cs)])
+		copy(img[align8(e.size*cs):], ids)
+		done += int64(e.size)
+	}
+	if err := flush(); err != nil {
+		return stats, fmt.Errorf("store: compact: %w", err)
+	}
+	if !s.opts.NoSync {
+		if err := f.Sync(); err != nil {
+			return stats, fmt.Errorf("store: compact: %w", err)
+		}
+		if err := syncDir(s.dir); err != nil {
+			return stats, err
+		}
+	}
+	newMap, err := mapFile(f.OS(), s.opts.MapReserve, int64(total))
+	if err != nil {
+		return stats, fmt.Errorf("store: compact: %w", err)
+	}
+	alloc := slots.New(headerSize, total)
+	if total > headerSize {
+		if err := alloc.AllocAt(headerSize, total-headerSize); err != nil {
+			newMap.unmap()
+			return stats, err
+		}
+	}
+	// The switch: one synced Pebble batch names the new file and table.
+	seq := cur.seq + 1
+	pb := s.db.NewBatch()
+	_ = pb.DeleteRange(listPrefix, prefixEnd(listPrefix), nil)
+	var buf [entryLen]byte
+	for l := 0; l < cur.nlist; l++ {
+		if e := nd.get(l); e != (entry{}) {
+			e.encode(buf[:])
+			_ = pb.Set(listKey(l), buf[:], nil)
+		}
+	}
+	_ = pb.Set(keyState, stateRec{nlist: uint64(cur.nlist), gen: gen, fsize: total, seq: seq}.encode(), nil)
+	wo := pebble.Sync
+	if s.opts.NoSync {
+		wo = pebble.NoSync
+	}
+	if err := pb.Commit(wo); err != nil {
+		newMap.unmap()
+		s.failed = err
+		return stats, fmt.Errorf("%w: compact: commit metadata of %s: %v", ErrFailed, s.dir, err)
+	}
+	ok = true
+	oldFile := s.file
+	s.file = f
+	s.alloc = alloc
+	s.pending = nil // all in the old file
+	s.rmu.Lock()
+	old := s.m
+	s.m = newMap
+	s.cur = &state{seq: seq, nlist: cur.nlist, tab: nd.t, fsize: total, gen: gen, m: newMap, user: cur.user}
+	s.dropMappingLocked(old) // views of the old file keep it mapped
+	s.rmu.Unlock()
+	oldPath := oldFile.OS().Name()
+	oldFile.Close()
+	// Publish first: a read-only process that still finds the old table
+	// must be able to open the old file, or find the new table when it
+	// cannot. Processes that mapped the old file keep it; a failed remove
+	// only leaves a file Open deletes later.
+	perr := s.publish(true)
+	_ = os.Remove(oldPath)
+	if perr != nil {
+		return stats, fmt.Errorf("store: publish table of %s: %w", s.dir, perr)
+	}
+	stats.BytesAfter = int64(total)
+	return stats, nil
+}

@@ -1,0 +1,44 @@
+// Package store keeps the inverted lists of an IVF index on disk: one data
+// file, mapped read-only into memory, holds every list's codes and ids, and a
+// Pebble database beside it holds the list table (offset, capacity, size of
+// each list), the file size and a small key space for the index layer.
+//
+// It mirrors faiss::OnDiskInvertedLists, made crash-safe and compactable.
+//
+// # Layout
+//
+// A store directory holds:
+//
+//	meta/              Pebble: format, code size, nlist, list table, user records
+//	lists.<gen>.data   the data file; <gen> changes on compaction
+//	table.snap         the last published list table, for read-only processes
+//	readers/           one locked file per read-only process (the commit it reads)
+//	writer.lock        flock'd by the one read-write process, holds its pid
+//
+// The data file starts with a 4 KiB header (magic, version, code size,
+// generation, store id, CRC-32C). Each list owns one slot laid out as
+// codes[capacity*codeSize], padded to 8 bytes, then ids[capacity] as int64
+// little endian. Only the first size entries of a slot are meaningful.
+//
+// # Invariants
+//
+//   - Slots of committed lists never overlap, lie inside the committed file
+//     size, and size <= capacity. Free space is derived from the list table
+//     at open, so it can never disagree with it. (*Store).Check verifies this.
+//   - Write order: codes and ids are written (pwrite, never through the map)
+//     only into space no committed list references, the file is fdatasync'd,
+//     then one synced Pebble batch publishes them. A crash before the batch
+//     leaves the previous state; after it, the new state is on disk.
+//   - A slot freed by commit N is reused only when every live reader (views
+//     in this process, read-only processes registered in readers/) reads a
+//     commit >= N and the published table.snap is at least N.
+//   - A committed region of a slot is never rewritten in place: updates and
+//     appends below a list's high-water mark relocate the list (copy on
+//     write), so a reader never sees a torn list.
+//   - The data file never shrinks in place; compaction writes a new file and
+//     switches to it in one Pebble commit. Views keep their own mapping alive,
+//     so growth, remapping and compaction never invalidate a view.
+//
+// All mmap and unsafe code lives in mmap.go. This package imports slots/ and
+// nothing else of the project; it knows nothing about vectors.
+package store

@@ -1,0 +1,612 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/shelfdb/shelf/slots"
+)
+
+// Options configure Create, Open and OpenReadOnly. The zero value is usable
+// for Open and OpenReadOnly; Create needs NumLists and CodeSize.
+type Options struct {
+	// NumLists is the number of inverted lists (Create only).
+	NumLists int
+	// CodeSize is the number of bytes of one code (Create only).
+	CodeSize int
+	// MapReserve is the address space reserved for the data file mapping
+	// (default 1 TiB), so the file grows under one mapping. A larger file
+	// is remapped; views keep the old mapping.
+	MapReserve int64
+	// NoSync skips fdatasync and Pebble's WAL sync. A process crash still
+	// loses nothing committed (the page cache survives it), but a machine
+	// crash may lose or tear recent commits. For bulk loads that can be
+	// redone.
+	NoSync bool
+	// MetaFS is the file system for the Pebble metadata (default: disk).
+	// Tests pass a crashable in-memory one.
+	MetaFS vfs.FS
+	// Progress, if set, receives progress of long operations (merge,
+	// compact, subset copy).
+	Progress func(Progress)
+
+	openData func(path string, flag int) (dataFile, error)
+}
+
+// Progress reports how far a long operation is.
+type Progress struct {
+	Op          string // "merge", "compact", ...
+	Done, Total int64  // entries
+}
+
+func (o *Options) withDefaults() Options {
+	r := Options{}
+	if o != nil {
+		r = *o
+	}
+	if r.MapReserve <= 0 {
+		r.MapReserve = 1 << 40
+	}
+	if r.openData == nil {
+		r.openData = openOSFile
+	}
+	return r
+}
+
+// Store is an on-disk set of inverted lists. Any number of goroutines may
+// read through Views while one writer (a Batch, MergeFrom, Compact, ...)
+// runs; writers are serialized.
+type Store struct {
+	dir      string
+	opts     Options
+	readOnly bool
+	conf     conf
+
+	// Writer side, guarded by wmu.
+	wmu       sync.Mutex
+	db        *pebble.DB
+	file      dataFile
+	alloc     *slots.Allocator
+	pending   []pendingFree
+	failed    error
+	lock      *os.File
+	durable   uint64 // seq of the last durably published table.snap
+	published uint64 // seq of the last published table.snap
+
+	// Reader side, guarded by rmu.
+	rmu    sync.Mutex
+	cur    *state
+	m      *mapping // current mapping; the store holds one reference
+	views  map[uint64]int
+	closed bool
+	reg    *os.File // read-only process registration
+	regSeq uint64
+}
+
+// state is one committed version of the store, shared by readers.
+type state struct {
+	seq   uint64
+	nlist int
+	tab   *table
+	fsize uint64
+	gen   uint64
+	m     *mapping
+	user  map[string][]byte
+}
+
+type pendingFree struct {
+	ext slots.Extent
+	seq uint64 // the commit that freed it
+}
+
+func metaOptions(o Options, create bool) *pebble.Options {
+	po := &pebble.Options{Logger: quietLogger{}, FS: o.MetaFS}
+	if create {
+		po.ErrorIfExists = true
+	} else {
+		po.ErrorIfNotExists = true
+	}
+	return po
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+func newID() [16]byte {
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	return id
+}
+
+// Create makes a new, empty store in dir (created if needed) with
+// opts.NumLists lists of opts.CodeSize-byte codes, and opens it for writing.
+func Create(dir string, opts Options) (*Store, error) {
+	if opts.NumLists < 1 || opts.NumLists > 1<<31 {
+		return nil, fmt.Errorf("store: create %s: number of lists %d out of range [1, 2^31]", dir, opts.NumLists)
+	}
+	if opts.CodeSize < 1 || opts.CodeSize > 1<<20 {
+		return nil, fmt.Errorf("store: create %s: code size %d out of range [1, 2^20]", dir, opts.CodeSize)
+	}
+	o := opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", dir, err)
+	}
+	if o.MetaFS == nil {
+		if _, err := os.Stat(filepath.Join(dir, metaDirName)); err == nil {
+			return nil, fmt.Errorf("%w: %s", ErrExist, dir)
+		}
+	}
+	lock, err := lockWriter(dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
+	c := conf{codeSize: uint32(opts.CodeSize), id: newID()}
+	path := filepath.Join(dir, dataName(1))
+	f, err := o.openData(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", path, err)
+	}
+	hdr := dataHeader{codeSize: c.codeSize, gen: 1, id: c.id}.encode()
+	if err := writeFull(f, hdr, 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: create: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: create: %w", err)
+	}
+	f.Close()
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(filepath.Join(dir, metaDirName), metaOptions(o, true))
+	if err != nil {
+		if errors.Is(err, pebble.ErrDBAlreadyExists) {
+			return nil, fmt.Errorf("%w: %s", ErrExist, dir)
+		}
+		return nil, fmt.Errorf("store: create metadata in %s: %w", dir, err)
+	}
+	b := db.NewBatch()
+	fv := make([]byte, 4)
+	binary.LittleEndian.PutUint32(fv, formatVersion)
+	_ = b.Set(keyFormat, fv, nil)
+	_ = b.Set(keyConf, c.encode(), nil)
+	_ = b.Set(keyState, stateRec{nlist: uint64(opts.NumLists), gen: 1, fsize: headerSize, seq: 1}.encode(), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: create metadata in %s: %w", dir, err)
+	}
+	s, err := openWriter(dir, o, db, lock)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// Open opens an existing store for reading and writing. Only one process
+// may hold a store for writing; a second one gets ErrLocked naming the pid.
+func Open(dir string, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	if o.MetaFS == nil {
+		if _, err := os.Stat(filepath.Join(dir, metaDirName)); err != nil {
+			return nil, fmt.Errorf("%w: %s (%v)", ErrNotExist, dir, err)
+		}
+	}
+	lock, err := lockWriter(dir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(filepath.Join(dir, metaDirName), metaOptions(o, false))
+	if err != nil {
+		lock.Close()
+		if errors.Is(err, pebble.ErrDBDoesNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNotExist, dir)
+		}
+		return nil, fmt.Errorf("store: open metadata in %s: %w", dir, err)
+	}
+	s, err := openWriter(dir, o, db, lock)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openWriter(dir string, o Options, db *pebble.DB, lock *os.File) (s *Store, err error) {
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
+	c, st, tab, user, err := loadMeta(db)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", filepath.Join(dir, metaDirName), err)
+	}
+	path := filepath.Join(dir, dataName(st.gen))
+	f, err := o.openData(path, os.O_RDWR)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("%w: data file %s missing: %v", ErrCorrupt, path, err)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	size, err := checkDataFile(f, path, c, st)
+	if err != nil {
+		return nil, err
+	}
+	used, err := validateTable(tab, int(c.codeSize), st.fsize)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	exts := make([]slots.Extent, len(used))
+	for i, u := range used {
+		exts[i] = slots.Extent{Off: u[0], Len: u[1] - u[0]}
+	}
+	alloc, err := slots.Rebuild(headerSize, size, exts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, dir, err)
+	}
+	m, err := mapFile(f.OS(), o.MapReserve, int64(size))
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	removeStaleDataFiles(dir, st.gen)
+	s = &Store{
+		dir: dir, opts: o, conf: c, db: db, file: f, alloc: alloc, lock: lock,
+		m: m, views: map[uint64]int{},
+	}
+	s.cur = &state{seq: st.seq, nlist: int(st.nlist), tab: tab, fsize: st.fsize, gen: st.gen, m: m, user: user}
+	if err := s.publish(true); err != nil {
+		s.m.unmap()
+		return nil, fmt.Errorf("store: publish table of %s: %w", dir, err)
+	}
+	// A read-only process may still read a table older than the committed
+	// one (the writer died before publishing it): then free space may hold
+	// slots that process can see, so none of it is reused until it moves on.
+	if min, ok, err := scanReaders(dir); err == nil && ok && min < st.seq {
+		for _, e := range alloc.Extents() {
+			if err := alloc.AllocAt(e.Off, e.Len); err == nil {
+				s.pending = append(s.pending, pendingFree{ext: e, seq: st.seq})
+			}
+		}
+	}
+	return s, nil
+}
+
+// checkDataFile validates the header of an opened data file against the
+// metadata and returns the file's size.
+func checkDataFile(f dataFile, path string, c conf, st stateRec) (uint64, error) {
+	hb := make([]byte, dataHeaderBytes)
+	if n, err := f.ReadAt(hb, 0); n < len(hb) {
+		return 0, fmt.Errorf("%w: data file %s: header unreadable: %v", ErrCorrupt, path, err)
+	}
+	h, err := decodeDataHeader(hb)
+	if err != nil {
+		return 0, fmt.Errorf("data file %s: %w", path, err)
+	}
+	if h.id != c.id || h.gen != st.gen || h.codeSize != c.codeSize {
+		return 0, fmt.Errorf("%w: data file %s belongs to another store or generation (gen %d code size %d, metadata wants gen %d code size %d)",
+			ErrCorrupt, path, h.gen, h.codeSize, st.gen, c.codeSize)
+	}
+	size, err := f.Size()
+	if err != nil {
+		return 0, err
+	}
+	if uint64(size) < st.fsize {
+		return 0, fmt.Errorf("%w: data file %s truncated: %d bytes, committed lists need %d", ErrCorrupt, path, size, st.fsize)
+	}
+	return uint64(size), nil
+}
+
+// removeStaleDataFiles deletes data files of other generations: leftovers
+// of a compaction that crashed before its commit, or that finished but
+// could not delete the old file.
+func removeStaleDataFiles(dir string, gen uint64) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasPrefix(n, "lists.") || !strings.HasSuffix(n, ".data") {
+			continue
+		}
+		g, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(n, "lists."), ".data"), 10, 64)
+		if err != nil || g == gen {
+			continue
+		}
+		os.Remove(filepath.Join(dir, n))
+	}
+}
+
+// OpenReadOnly opens a store for reading. It works while another process
+// holds the store for writing: it reads the list table that writer last
+// published (table.snap) and registers itself so the writer does not reuse
+// space it can still see. Refresh moves it to the newest published table.
+func OpenReadOnly(dir string, opts *Options) (*Store, error) {
+	o := opts.withDefaults()
+	if _, err := os.Stat(filepath.Join(dir, snapName)); err != nil {
+		if _, err2 := os.Stat(filepath.Join(dir, metaDirName)); err2 != nil {
+			return nil, fmt.Errorf("%w: %s", ErrNotExist, dir)
+		}
+		return nil, fmt.Errorf("%w: %s has no published list table (%v); open it for writing once", ErrCorrupt, dir, err)
+	}
+	reg, err := registerReader(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: register reader in %s: %w", dir, err)
+	}
+	s := &Store{dir: dir, opts: o, readOnly: true, reg: reg, views: map[uint64]int{}}
+	st, f, m, err := s.loadPublished(nil)
+	if err != nil {
+		unregisterReader(reg)
+		return nil, err
+	}
+	f.Close()
+	s.m = m
+	s.cur = st
+	s.regSeq = st.seq
+	if err := setReaderSeq(reg, st.seq); err != nil {
+		s.m.unmap()
+		unregisterReader(reg)
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadPublished reads table.snap and maps its data file. If old is not
+// nil and has the same generation, its mapping is reused (when it covers
+// the file). It retries when a compaction replaces the file meanwhile.
+func (s *Store) loadPublished(old *state) (*state, dataFile, *mapping, error) {
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		raw, err := os.ReadFile(filepath.Join(s.dir, snapName))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("store: read %s: %w", filepath.Join(s.dir, snapName), err)
+		}
+		snap, err := decodeSnapshot(raw)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("store: %s: %w", filepath.Join(s.dir, snapName), err)
+		}
+		if s.cur != nil && (snap.conf != s.conf) {
+			return nil, nil, nil, fmt.Errorf("%w: %s was replaced by another store", ErrMismatch, s.dir)
+		}
+		tab := newTable(int(snap.nlist))
+		for l, e := range snap.rows {
+			tab.chunks[l>>chunkBits][l&(chunkLen-1)] = e
+		}
+		if _, err := validateTable(tab, int(snap.codeSize), snap.fsize); err != nil {
+			return nil, nil, nil, fmt.Errorf("store: %s: %w", filepath.Join(s.dir, snapName), err)
+		}
+		path := filepath.Join(s.dir, dataName(snap.gen))
+		f, err := s.opts.openData(path, os.O_RDONLY)
+		if err != nil {
+			lastErr = err
+			if os.IsNotExist(err) {
+				continue // compacted meanwhile: read the new table
+			}
+			return nil, nil, nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+		if _, err := checkDataFile(f, path, snap.conf, snap.stateRec); err != nil {
+			f.Close()
+			return nil, nil, nil, err
+		}
+		var m *mapping
+		if old != nil && old.gen == snap.gen && uint64(old.m.reserve) >= snap.fsize {
+			m = old.m
+		} else {
+			m, err = mapFile(f.OS(), s.opts.MapReserve, int64(snap.fsize))
+			if err != nil {
+				f.Close()
+				return nil, nil, nil, fmt.Errorf("store: %w", err)
+			}
+		}
+		s.conf = snap.conf
+		st := &state{seq: snap.seq, nlist: int(snap.nlist), tab: tab, fsize: snap.fsize, gen: snap.gen, m: m, user: snap.user}
+		return st, f, m, nil
+	}
+	return nil, nil, nil, fmt.Errorf("store: %s keeps changing under the reader: %w", s.dir, lastErr)
+}
+
+// Refresh moves a read-only store to the table its writer last published
+// and reports whether anything changed. Views taken before keep reading
+// the table they saw. On a read-write store it does nothing.
+func (s *Store) Refresh() (bool, error) {
+	if !s.readOnly {
+		return false, nil
+	}
+	s.wmu.Lock() // one refresh at a time
+	defer s.wmu.Unlock()
+	s.rmu.Lock()
+	if s.closed {
+		s.rmu.Unlock()
+		return false, ErrClosed
+	}
+	old := s.cur
+	s.rmu.Unlock()
+	st, f, m, err := s.loadPublished(old)
+	if err != nil {
+		return false, err
+	}
+	f.Close()
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.closed {
+		if m != old.m {
+			m.refs--
+			if m.refs == 0 {
+				m.unmap()
+			}
+		}
+		return false, ErrClosed
+	}
+	if st.seq == s.cur.seq && st.gen == s.cur.gen {
+		if m != s.cur.m {
+			m.refs--
+			if m.refs == 0 {
+				m.unmap()
+			}
+		}
+		return false, nil
+	}
+	if m != s.m {
+		s.dropMappingLocked(s.m)
+		s.m = m
+	}
+	s.cur = st
+	s.updateRegLocked()
+	return true, nil
+}
+
+// dropMappingLocked releases the store's reference to m (rmu held).
+func (s *Store) dropMappingLocked(m *mapping) {
+	m.refs--
+	if m.refs == 0 {
+		m.unmap()
+	}
+}
+
+// updateRegLocked records in the reader file the oldest commit this
+// process can still read: its oldest live view, or the current table.
+func (s *Store) updateRegLocked() {
+	if s.reg == nil {
+		return
+	}
+	min := s.cur.seq
+	for seq := range s.views {
+		if seq < min {
+			min = seq
+		}
+	}
+	if min != s.regSeq {
+		if setReaderSeq(s.reg, min) == nil {
+			s.regSeq = min
+		}
+	}
+}
+
+// Close releases the store. Views still held stay readable until released.
+func (s *Store) Close() error {
+	if !s.readOnly {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+	}
+	s.rmu.Lock()
+	if s.closed {
+		s.rmu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.rmu.Unlock()
+	var errs []error
+	if !s.readOnly {
+		if s.failed == nil {
+			if err := s.publish(true); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := s.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("store: close metadata: %w", err))
+		}
+		if err := s.file.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		s.lock.Close()
+	} else {
+		unregisterReader(s.reg)
+	}
+	s.rmu.Lock()
+	s.dropMappingLocked(s.m)
+	s.rmu.Unlock()
+	return errors.Join(errs...)
+}
+
+// publish writes table.snap for the current state (writer only, wmu held).
+func (s *Store) publish(durable bool) error {
+	st := s.current()
+	if st.seq == s.durable || (!durable && st.seq == s.published) {
+		return nil
+	}
+	data := encodeSnapshot(s.conf, stateRec{nlist: uint64(st.nlist), gen: st.gen, fsize: st.fsize, seq: st.seq}, st.tab, st.user)
+	if err := writeSnapshotFile(s.dir, data, durable && !s.opts.NoSync); err != nil {
+		return err
+	}
+	s.published = st.seq
+	if durable {
+		s.durable = st.seq
+	}
+	return nil
+}
+
+func (s *Store) current() *state {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return s.cur
+}
+
+// setState publishes a new committed state to readers (wmu held).
+func (s *Store) setState(st *state) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.cur = st
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// CodeSize returns the number of bytes of one code.
+func (s *Store) CodeSize() int { return int(s.conf.codeSize) }
+
+// NumLists returns the current number of lists.
+func (s *Store) NumLists() int { return s.current().nlist }
+
+// ReadOnly reports whether the store was opened read-only.
+func (s *Store) ReadOnly() bool { return s.readOnly }
+
+// Seq returns the sequence number of the last commit the store sees.
+func (s *Store) Seq() uint64 { return s.current().seq }
+
+// Meta returns the index layer's record stored under key.
+func (s *Store) Meta(key string) ([]byte, bool) {
+	v, ok := s.current().user[key]
+	if !ok {
+		return nil, false
+	}
+	return append([]byte(nil), v...), true
+}
+
+// MetaKeys returns the keys of the index layer's records.
+func (s *Store) MetaKeys() []string {
+	u := s.current().user
+	keys := make([]string, 0, len(u))
+	for k := range u {
+		keys = append(keys, k)
+	}
+	return keys
+}

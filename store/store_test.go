@@ -1,0 +1,172 @@
+package store
+
+import (
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestBasicAddReadReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := mustCreate(t, dir, 8, 5)
+	r := rand.New(rand.NewSource(1))
+	m := newModel(8, 5)
+	for i := 0; i < 50; i++ {
+		l := r.Intn(8)
+		ids, codes := randEntries(r, 1+r.Intn(40), 5)
+		pos, err := s.AddEntries(l, ids, codes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pos != len(m.lists[l]) {
+			t.Fatalf("add returned position %d, want %d", pos, len(m.lists[l]))
+		}
+		m.lists[l] = append(m.lists[l], toEnts(ids, codes, 5)...)
+		if err := s.Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := compareStore(s, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := compareStore(s, m); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenReadOnly(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := compareStore(ro, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ro.AddEntries(0, []int64{1}, make([]byte, 5)); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("add on read-only store: %v, want ErrReadOnly", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(filepath.Join(dir, "missing"), nil); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("open missing: %v", err)
+	}
+	if _, err := OpenReadOnly(filepath.Join(dir, "missing"), nil); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("open read-only missing: %v", err)
+	}
+	if _, err := Create(dir, Options{NumLists: 0, CodeSize: 4}); err == nil {
+		t.Fatal("create with 0 lists succeeded")
+	}
+	s := mustCreate(t, dir, 4, 4)
+	if _, err := Create(dir, Options{NumLists: 4, CodeSize: 4}); !errors.Is(err, ErrExist) && !errors.Is(err, ErrLocked) {
+		t.Fatalf("create over existing store: %v", err)
+	}
+	if _, err := Open(dir, nil); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second writer: %v, want ErrLocked", err)
+	}
+	if _, err := s.AddEntries(4, []int64{1}, make([]byte, 4)); !errors.Is(err, ErrList) {
+		t.Fatalf("list 4 of 4: %v", err)
+	}
+	if _, err := s.AddEntries(-1, []int64{1}, make([]byte, 4)); !errors.Is(err, ErrList) {
+		t.Fatalf("list -1: %v", err)
+	}
+	if _, err := s.AddEntries(0, []int64{1}, make([]byte, 3)); !errors.Is(err, ErrCodeSize) {
+		t.Fatalf("short code: %v", err)
+	}
+	if err := s.UpdateEntries(0, 0, []int64{1}, make([]byte, 4)); !errors.Is(err, ErrEntry) {
+		t.Fatalf("update past end: %v", err)
+	}
+	if _, err := s.ListSize(9); !errors.Is(err, ErrList) {
+		t.Fatalf("list size 9: %v", err)
+	}
+	v, _ := s.View()
+	if _, err := v.Code(0, 0); !errors.Is(err, ErrEntry) {
+		t.Fatalf("code of empty list: %v", err)
+	}
+	v.Release()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddEntries(0, []int64{1}, make([]byte, 4)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("add after close: %v", err)
+	}
+	// A truncated data file is reported, not mapped.
+	path := filepath.Join(dir, dataName(1))
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddEntries(1, make([]int64, 100), make([]byte, 400)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.Truncate(path, headerSize+10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open truncated: %v, want ErrCorrupt", err)
+	}
+	if _, err := OpenReadOnly(dir, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open read-only truncated: %v, want ErrCorrupt", err)
+	}
+	// A data file with a bad header.
+	if err := os.WriteFile(path, make([]byte, 8192), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open zeroed header: %v, want ErrCorrupt", err)
+	}
+	os.Remove(path)
+	if _, err := Open(dir, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open without data file: %v, want ErrCorrupt", err)
+	}
+}
+
+func TestViewIsolation(t *testing.T) {
+	s := mustCreate(t, t.TempDir(), 2, 3)
+	defer s.Close()
+	if _, err := s.AddEntries(0, []int64{1, 2}, []byte("aaabbb")); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.View()
+	defer v.Release()
+	// Update and grow: the old view must not change.
+	if err := s.UpdateEntries(0, 0, []int64{9}, []byte("zzz")); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int64, 100)
+	if _, err := s.AddEntries(0, ids, make([]byte, 300)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ { // churn so freed space would be reused
+		if _, err := s.AddEntries(1, ids, make([]byte, 300)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Resize(1, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := v.Codes(0)
+	gids, _ := v.IDs(0)
+	if string(got) != "aaabbb" || len(gids) != 2 || gids[0] != 1 || gids[1] != 2 {
+		t.Fatalf("old view changed: %q %v", got, gids)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

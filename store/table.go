@@ -1,0 +1,81 @@
+package store
+
+import "encoding/binary"
+
+// entry is one list's row of the list table. off is the byte offset of the
+// list's slot in the data file; capacity, size and hwm count entries. hwm
+// (high-water mark) is the largest size committed since the slot was
+// allocated: entries below it may be visible to some reader, so they are
+// never rewritten in place.
+type entry struct {
+	off, cap, size, hwm uint64
+}
+
+const entryLen = 32
+
+func (e entry) encode(b []byte) {
+	binary.LittleEndian.PutUint64(b[0:], e.off)
+	binary.LittleEndian.PutUint64(b[8:], e.cap)
+	binary.LittleEndian.PutUint64(b[16:], e.size)
+	binary.LittleEndian.PutUint64(b[24:], e.hwm)
+}
+
+func decodeEntry(b []byte) entry {
+	return entry{
+		off:  binary.LittleEndian.Uint64(b[0:]),
+		cap:  binary.LittleEndian.Uint64(b[8:]),
+		size: binary.LittleEndian.Uint64(b[16:]),
+		hwm:  binary.LittleEndian.Uint64(b[24:]),
+	}
+}
+
+// table is the list table as an immutable value shared by readers. It is
+// split into fixed chunks so a commit copies only the chunks it changes
+// (copy on write), not all nlist rows: with a million lists a commit that
+// touches a few lists costs a few KiB, not 32 MiB.
+type table struct {
+	n      int
+	chunks []*chunk
+}
+
+const (
+	chunkBits = 9
+	chunkLen  = 1 << chunkBits
+)
+
+type chunk [chunkLen]entry
+
+func newTable(n int) *table {
+	t := &table{n: n, chunks: make([]*chunk, (n+chunkLen-1)/chunkLen)}
+	for i := range t.chunks {
+		t.chunks[i] = new(chunk)
+	}
+	return t
+}
+
+func (t *table) get(l int) entry { return t.chunks[l>>chunkBits][l&(chunkLen-1)] }
+
+// draft is a writable copy of a table: chunks are copied on first write.
+type draft struct {
+	t     *table
+	owned []bool
+	dirty map[int]struct{} // lists whose row changed
+}
+
+func newDraft(base *table) *draft {
+	t := &table{n: base.n, chunks: append([]*chunk(nil), base.chunks...)}
+	return &draft{t: t, owned: make([]bool, len(t.chunks)), dirty: map[int]struct{}{}}
+}
+
+func (d *draft) get(l int) entry { return d.t.get(l) }
+
+func (d *draft) set(l int, e entry) {
+	c := l >> chunkBits
+	if !d.owned[c] {
+		cp := *d.t.chunks[c]
+		d.t.chunks[c] = &cp
+		d.owned[c] = true
+	}
+	d.t.chunks[c][l&(chunkLen-1)] = e
+	d.dirty[l] = struct{}{}
+}

@@ -1,0 +1,228 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/shelfdb/shelf/slots"
+)
+
+// slotJob describes one list to be written into a new slot: the first keep
+// entries of its old slot, then size-keep new entries produced by fill.
+type slotJob struct {
+	l    int
+	old  entry
+	keep uint64
+	cap  uint64
+	size uint64
+	// fill writes entries [keep, size) into ids and codes (exactly that
+	// many); nil leaves codes zero and ids -1.
+	fill func(ids []int64, codes []byte) error
+	off  uint64 // chosen slot offset
+}
+
+// stagingBytes bounds the buffer slot images are assembled in before one
+// sequential pwrite.
+const stagingBytes = 8 << 20
+
+// placeJobs writes every job into a fresh slot and points the draft at it.
+// With reuse, each job first tries the free space (best fit); the rest are
+// packed one after another into one contiguous region, so writing them is
+// sequential I/O. Old slots are freed (after the commit, unless fresh).
+func (b *Batch) placeJobs(jobs []slotJob, reuse bool, progress func(done int64)) error {
+	s := b.s
+	cs := int(s.conf.codeSize)
+	var packed []int
+	var total uint64
+	for i := range jobs {
+		n := slotBytes(jobs[i].cap, cs)
+		if n == 0 {
+			continue
+		}
+		if reuse {
+			if off, ok := s.alloc.Alloc(n); ok {
+				b.allocated[off] = n
+				jobs[i].off = off
+				continue
+			}
+		}
+		packed = append(packed, i)
+		total += n
+	}
+	if total > 0 {
+		off, ok := s.alloc.Alloc(total)
+		if !ok {
+			if err := s.grow(total); err != nil {
+				return err
+			}
+			b.wrote = true
+			if off, ok = s.alloc.Alloc(total); !ok {
+				return fmt.Errorf("store: no %d free bytes after growing %s", total, s.dir)
+			}
+		}
+		for _, i := range packed {
+			n := slotBytes(jobs[i].cap, cs)
+			jobs[i].off = off
+			b.allocated[off] = n
+			off += n
+		}
+	}
+	// Write in offset order so the packed region goes out sequentially.
+	order := make([]int, 0, len(jobs))
+	for i := range jobs {
+		if jobs[i].cap > 0 {
+			order = append(order, i)
+		}
+	}
+	sort.Slice(order, func(x, y int) bool { return jobs[order[x]].off < jobs[order[y]].off })
+	stage := make([]byte, 0, stagingBytes)
+	var stageOff uint64
+	flush := func() error {
+		if len(stage) == 0 {
+			return nil
+		}
+		err := writeFull(s.file, stage, stageOff)
+		stage = stage[:0]
+		b.wrote = true
+		return err
+	}
+	var done int64
+	for _, i := range order {
+		j := &jobs[i]
+		n := slotBytes(j.cap, cs)
+		if len(stage) > 0 && (stageOff+uint64(len(stage)) != j.off || uint64(len(stage))+n > stagingBytes) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		var img []byte
+		if n > stagingBytes {
+			img = make([]byte, n)
+		} else {
+			if len(stage) == 0 {
+				stageOff = j.off
+			}
+			start := len(stage)
+			stage = stage[:start+int(n)]
+			img = stage[start:]
+			clear(img)
+		}
+		if err := b.buildSlot(j, img); err != nil {
+			return err
+		}
+		if n > stagingBytes {
+			if err := writeFull(s.file, img, j.off); err != nil {
+				return err
+			}
+			b.wrote = true
+		}
+		done += int64(j.size)
+		if progress != nil {
+			progress(done)
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for i := range jobs {
+		j := &jobs[i]
+		if j.old.cap > 0 {
+			if err := b.freeSlot(j.old); err != nil {
+				return err
+			}
+		}
+		if j.cap == 0 {
+			b.d.set(j.l, entry{})
+			continue
+		}
+		b.d.set(j.l, entry{off: j.off, cap: j.cap, size: j.size, hwm: j.size})
+	}
+	return nil
+}
+
+// buildSlot assembles the image of job j's new slot in img.
+func (b *Batch) buildSlot(j *slotJob, img []byte) error {
+	cs := uint64(b.s.conf.codeSize)
+	codes := img[:j.cap*cs]
+	ids := int64View(img[align8(j.cap*cs) : align8(j.cap*cs)+8*j.cap])
+	if j.keep > 0 {
+		m := b.s.m
+		copy(codes, m.bytes(j.old.off, j.keep*cs))
+		copy(int64Bytes(ids[:j.keep]), m.bytes(j.old.off+align8(j.old.cap*cs), j.keep*8))
+	}
+	newIDs := ids[j.keep:j.size]
+	newCodes := codes[j.keep*cs : j.size*cs]
+	if j.fill == nil {
+		for i := range newIDs {
+			newIDs[i] = -1
+		}
+		return nil
+	}
+	return j.fill(newIDs, newCodes)
+}
+
+// listBuf holds the entries a batch appends to one list until they are
+// written, so many small appends become one write per list.
+type listBuf struct {
+	ids   []int64
+	codes []byte
+}
+
+// flushBufLimit bounds the memory a batch buffers before writing.
+const flushBufLimit = 64 << 20
+
+// flushList writes list l's buffered entries right away.
+func (b *Batch) flushList(l int) error {
+	lb := b.bufs[l]
+	if lb == nil {
+		return nil
+	}
+	delete(b.bufs, l)
+	b.bufBytes -= uint64(len(lb.codes) + 8*len(lb.ids))
+	return b.appendNow(l, lb.ids, lb.codes)
+}
+
+// flushAll writes every buffered entry: lists whose slot has room append
+// in place; the others move to slots of the next power of two, packed
+// together so they are written sequentially.
+func (b *Batch) flushAll() error {
+	if len(b.bufs) == 0 {
+		return nil
+	}
+	ls := make([]int, 0, len(b.bufs))
+	for l := range b.bufs {
+		ls = append(ls, l)
+	}
+	sort.Ints(ls)
+	var jobs []slotJob
+	for _, l := range ls {
+		lb := b.bufs[l]
+		e := b.d.get(l)
+		final := e.size + uint64(len(lb.ids))
+		if final <= e.cap && (b.fresh(e) || e.size == e.hwm) {
+			if err := b.writeEntries(e, e.size, lb.ids, lb.codes); err != nil {
+				return err
+			}
+			e.size = final
+			if e.hwm < final {
+				e.hwm = final
+			}
+			b.d.set(l, e)
+			continue
+		}
+		nc := e.cap
+		if final > nc {
+			nc = slots.NextPow2(final)
+		}
+		lb2 := lb
+		jobs = append(jobs, slotJob{l: l, old: e, keep: e.size, cap: nc, size: final,
+			fill: func(ids []int64, codes []byte) error {
+				copy(ids, lb2.ids)
+				copy(codes, lb2.codes)
+				return nil
+			}})
+	}
+	b.bufs = map[int]*listBuf{}
+	b.bufBytes = 0
+	return b.placeJobs(jobs, true, nil)
+}
