@@ -423,11 +423,7 @@ func (s *Store) grow(n uint64) error {
 		return err
 	}
 	if int64(newEnd) > s.m.reserve {
-		r := 2 * s.m.reserve
-		for r < int64(newEnd)*2 {
-			r *= 2
-		}
-		m, err := mapFile(s.file.OS(), r, int64(newEnd))
+		m, err := mapFile(s.file.OS(), 0, int64(newEnd))
 		if err != nil {
 			return err
 		}

@@ -151,6 +151,9 @@ func (s *Store) abandon() {
 	s.rmu.Unlock()
 	_ = s.db.Close()
 	s.lock.Close()
+	s.rmu.Lock()
+	s.dropMappingLocked(s.m)
+	s.rmu.Unlock()
 }
 
 // TestCrashFaultInjection runs random operations against a store whose

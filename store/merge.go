@@ -339,6 +339,9 @@ func (ss *subsetSource) ReadList(l int) ([]int64, []byte, error) {
 		return nil, nil, nil
 	case SubsetElementRange:
 		r := ss.ranges[l]
+		if r[0] >= r[1] {
+			return nil, nil, nil // FAISS's formula can give i1 > i2: nothing
+		}
 		return ids[r[0]:r[1]], codes[r[0]*uint64(cs) : r[1]*uint64(cs)], nil
 	}
 	var oid []int64

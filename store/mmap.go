@@ -37,6 +37,12 @@ func mapFile(f *os.File, reserve, minSize int64) (*mapping, error) {
 	if minSize < 4096 {
 		minSize = 4096
 	}
+	if reserve <= 0 {
+		reserve = 8 << 30
+		for reserve < 2*minSize {
+			reserve *= 2
+		}
+	}
 	var lastErr error
 	for r := reserve; r >= minSize; r /= 2 {
 		mm, err := mmap.MapRegion(f, int(r), mmap.RDONLY, 0, 0)

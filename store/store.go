@@ -24,9 +24,11 @@ type Options struct {
 	NumLists int
 	// CodeSize is the number of bytes of one code (Create only).
 	CodeSize int
-	// MapReserve is the address space reserved for the data file mapping
-	// (default 1 TiB), so the file grows under one mapping. A larger file
-	// is remapped; views keep the old mapping.
+	// MapReserve is the address space reserved for the data file mapping,
+	// so the file grows under one mapping (default: twice the file, at
+	// least 8 GiB; address space is plentiful but not endless: 128 TiB per
+	// process, so a process with many stores must not take 1 TiB each).
+	// A file that outgrows it is remapped; views keep the old mapping.
 	MapReserve int64
 	// NoSync skips fdatasync and Pebble's WAL sync. A process crash still
 	// loses nothing committed (the page cache survives it), but a machine
@@ -53,9 +55,6 @@ func (o *Options) withDefaults() Options {
 	r := Options{}
 	if o != nil {
 		r = *o
-	}
-	if r.MapReserve <= 0 {
-		r.MapReserve = 1 << 40
 	}
 	if r.openData == nil {
 		r.openData = openOSFile

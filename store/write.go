@@ -2,7 +2,9 @@ package store
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 
 	"github.com/shelfdb/shelf/slots"
 )
@@ -75,54 +77,70 @@ func (b *Batch) placeJobs(jobs []slotJob, reuse bool, progress func(done int64))
 		}
 	}
 	sort.Slice(order, func(x, y int) bool { return jobs[order[x]].off < jobs[order[y]].off })
-	stage := make([]byte, 0, stagingBytes)
-	var stageOff uint64
-	flush := func() error {
-		if len(stage) == 0 {
-			return nil
-		}
-		err := writeFull(s.file, stage, stageOff)
-		stage = stage[:0]
-		b.wrote = true
-		return err
+	// Split the jobs into contiguous runs of about equal bytes, one per
+	// worker: page-cache copies of one pwrite stream top out well below
+	// what two cores and the disk can take.
+	workers := runtime.GOMAXPROCS(0)
+	if workers > 4 {
+		workers = 4
 	}
-	var done int64
+	if total < 4<<20 || len(order) < 2 {
+		workers = 1
+	}
+	var all uint64
 	for _, i := range order {
-		j := &jobs[i]
-		n := slotBytes(j.cap, cs)
-		if len(stage) > 0 && (stageOff+uint64(len(stage)) != j.off || uint64(len(stage))+n > stagingBytes) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		var img []byte
-		if n > stagingBytes {
-			img = make([]byte, n)
-		} else {
-			if len(stage) == 0 {
-				stageOff = j.off
-			}
-			start := len(stage)
-			stage = stage[:start+int(n)]
-			img = stage[start:]
-			clear(img)
-		}
-		if err := b.buildSlot(j, img); err != nil {
-			return err
-		}
-		if n > stagingBytes {
-			if err := writeFull(s.file, img, j.off); err != nil {
-				return err
-			}
-			b.wrote = true
-		}
-		done += int64(j.size)
-		if progress != nil {
-			progress(done)
+		all += slotBytes(jobs[i].cap, cs)
+	}
+	var runs [][]int
+	var acc uint64
+	startIdx := 0
+	for k, i := range order {
+		acc += slotBytes(jobs[i].cap, cs)
+		if acc*uint64(workers) >= all*uint64(len(runs)+1) || k == len(order)-1 {
+			runs = append(runs, order[startIdx:k+1])
+			startIdx = k + 1
 		}
 	}
-	if err := flush(); err != nil {
-		return err
+	var (
+		mu    sync.Mutex
+		done  int64
+		first error
+		wg    sync.WaitGroup
+	)
+	work := func(run []int) {
+		if err := b.writeRun(jobs, run, func(n int64) {
+			if progress == nil {
+				return
+			}
+			mu.Lock()
+			done += n
+			progress(done)
+			mu.Unlock()
+		}); err != nil {
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+		}
+	}
+	if len(runs) == 1 {
+		work(runs[0]) // small writes stay on the caller's goroutine
+	} else {
+		for _, run := range runs {
+			wg.Add(1)
+			go func(run []int) {
+				defer wg.Done()
+				work(run)
+			}(run)
+		}
+		wg.Wait()
+	}
+	if len(order) > 0 {
+		b.wrote = true
+	}
+	if first != nil {
+		return first
 	}
 	for i := range jobs {
 		j := &jobs[i]
@@ -140,11 +158,80 @@ func (b *Batch) placeJobs(jobs []slotJob, reuse bool, progress func(done int64))
 	return nil
 }
 
-// buildSlot assembles the image of job j's new slot in img.
-func (b *Batch) buildSlot(j *slotJob, img []byte) error {
+var stagingPool = sync.Pool{New: func() any { b := make([]byte, 0, stagingBytes); return &b }}
+
+// writeRun builds and writes the slots of jobs[run...], in offset order.
+// Only the meaningful part of a slot is written (codes and ids of its
+// size entries; spare capacity stays a hole). Full slots that follow each
+// other, as a merge packs them, are gathered into pwrites of up to
+// stagingBytes; others are built in scratch memory and written as two
+// pieces.
+func (b *Batch) writeRun(jobs []slotJob, run []int, progress func(int64)) error {
+	s := b.s
+	cs := uint64(s.conf.codeSize)
+	bp := stagingPool.Get().(*[]byte)
+	defer stagingPool.Put(bp)
+	stage := (*bp)[:0]
+	var stageOff uint64
+	flush := func() error {
+		if len(stage) == 0 {
+			return nil
+		}
+		err := writeFull(s.file, stage, stageOff)
+		stage = stage[:0]
+		return err
+	}
+	var scratchCodes []byte
+	var scratchIDs []int64
+	for _, i := range run {
+		j := &jobs[i]
+		if j.size == 0 {
+			continue
+		}
+		n := slotBytes(j.cap, int(cs))
+		if j.size == j.cap && n <= stagingBytes {
+			if len(stage) > 0 && (stageOff+uint64(len(stage)) != j.off || uint64(len(stage))+n > stagingBytes) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			if len(stage) == 0 {
+				stageOff = j.off
+			}
+			start := len(stage)
+			stage = stage[:start+int(n)]
+			img := stage[start:]
+			clear(img[j.size*cs : align8(j.size*cs)])
+			if err := b.buildSlot(j, img[:j.size*cs], int64View(img[align8(j.cap*cs):])); err != nil {
+				return err
+			}
+		} else {
+			if uint64(cap(scratchCodes)) < j.size*cs {
+				scratchCodes = make([]byte, j.size*cs)
+			}
+			if uint64(cap(scratchIDs)) < j.size {
+				scratchIDs = make([]int64, j.size)
+			}
+			codes, ids := scratchCodes[:j.size*cs], scratchIDs[:j.size]
+			if err := b.buildSlot(j, codes, ids); err != nil {
+				return err
+			}
+			if err := writeFull(s.file, codes, j.off); err != nil {
+				return err
+			}
+			if err := writeFull(s.file, int64Bytes(ids), j.off+align8(j.cap*cs)); err != nil {
+				return err
+			}
+		}
+		progress(int64(j.size))
+	}
+	return flush()
+}
+
+// buildSlot fills the codes and ids of job j's new slot: the kept entries
+// of the old slot, then the new ones.
+func (b *Batch) buildSlot(j *slotJob, codes []byte, ids []int64) error {
 	cs := uint64(b.s.conf.codeSize)
-	codes := img[:j.cap*cs]
-	ids := int64View(img[align8(j.cap*cs) : align8(j.cap*cs)+8*j.cap])
 	if j.keep > 0 {
 		m := b.s.m
 		copy(codes, m.bytes(j.old.off, j.keep*cs))
@@ -153,6 +240,7 @@ func (b *Batch) buildSlot(j *slotJob, img []byte) error {
 	newIDs := ids[j.keep:j.size]
 	newCodes := codes[j.keep*cs : j.size*cs]
 	if j.fill == nil {
+		clear(newCodes)
 		for i := range newIDs {
 			newIDs[i] = -1
 		}

@@ -1,0 +1,29 @@
+// Package kmeans trains k-means centroids with Lloyd's algorithm, the Go
+// counterpart of faiss::Clustering (faiss/Clustering.h) as used to train the
+// coarse quantizer of an IVF index and the sub-quantizers of a product
+// quantizer.
+//
+// It mirrors FAISS's choices so that indexes trained here behave like FAISS
+// ones: at most MaxPointsPerCentroid*K training points (a seeded random
+// subsample beyond that), initial centroids drawn as distinct random training
+// points, the batched nearest-centroid assignment of
+// faiss::exhaustive_L2sqr_blas, and empty clusters repaired by splitting a
+// large one (faiss split_clusters).
+//
+// # Invariants
+//
+//   - Train never panics on bad input: shapes, K and non-finite values are
+//     reported as errors wrapping ErrInvalidInput.
+//   - Train is deterministic for a given input, Config.Seed and
+//     Config.Threads: the assignment of a point does not depend on how points
+//     are spread over goroutines, and centroid sums are accumulated in point
+//     order in float64.
+//   - After every centroid update no cluster is left empty while some
+//     cluster holds two or more points: empty ones are re-seeded by
+//     splitting the largest (at least one centroid must differ from the
+//     others, so data with fewer distinct points than K keeps duplicates).
+//
+// # Imports
+//
+// The standard library and internal/vecmath only.
+package kmeans
