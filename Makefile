@@ -1,0 +1,37 @@
+# The project's commands. `make test` is what CI runs (.ci/run).
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: test unit race fuzz vet demo stress bench
+
+test: vet unit race fuzz
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test ./...
+
+# The storage core and its allocator under the race detector.
+race:
+	$(GO) test -race -short ./store/ ./slots/ ./internal/...
+
+# Brief runs of every fuzz target on top of its seed corpus.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME) ./store/
+	$(GO) test -run '^$$' -fuzz '^FuzzDataHeader$$' -fuzztime $(FUZZTIME) ./store/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpenReadOnly$$' -fuzztime $(FUZZTIME) ./store/
+	$(GO) test -run '^$$' -fuzz '^FuzzOps$$' -fuzztime $(FUZZTIME) ./slots/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./pq/
+
+demo:
+	$(GO) run ./tools/shelf demo
+
+# Long crash and model runs (not part of CI).
+stress:
+	$(GO) test ./store/ -run 'TestCrashKill' -store.kills=200 -timeout 30m -v
+	$(GO) test ./store/ -run 'TestModel|TestCrashFaultInjection' -store.steps=30000 -timeout 30m -v
+
+bench:
+	$(GO) test ./store/ -run '^$$' -bench . -benchtime 2s

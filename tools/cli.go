@@ -1,0 +1,121 @@
+package tools
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/shelfdb/shelf/internal/progress"
+)
+
+// Env is what a sub-command runs with: its arguments and where to write.
+type Env struct {
+	Args   []string
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+type command struct {
+	summary string
+	run     func(env *Env) error
+}
+
+var commands = map[string]command{}
+
+func register(name, summary string, run func(env *Env) error) {
+	commands[name] = command{summary, run}
+}
+
+// errUsage marks an error caused by the command line, not the data.
+var errUsage = errors.New("usage")
+
+// Main runs the shelf command with args (without the program name) and
+// returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "shelf: unknown command %q (see shelf --help)\n", args[0])
+		return 2
+	}
+	err := c.run(&Env{Args: args[1:], Stdout: stdout, Stderr: stderr})
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "shelf %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "shelf %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "shelf: on-disk IVF-PQ inverted lists\n\nUsage: shelf <command> [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'shelf <command> --help' for a command's flags and an example.")
+}
+
+// newFlags makes a flag set that prints usage with an example on --help
+// and reports bad flags as usage errors instead of exiting.
+func newFlags(env *Env, name, synopsis, example string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stdout, "Usage: shelf %s\n\n", synopsis)
+		fs.PrintDefaults()
+		if example != "" {
+			fmt.Fprintf(env.Stdout, "\nExample:\n  %s\n", strings.ReplaceAll(example, "\n", "\n  "))
+		}
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+// bar starts a progress bar on stderr: drawn on a terminal, silent
+// otherwise, never with quiet.
+func bar(env *Env, quiet bool, label, unit string, total int64) *progress.Bar {
+	mode := progress.Auto
+	if quiet {
+		mode = progress.Quiet
+	}
+	return progress.New(env.Stderr, mode, label, unit, total)
+}
+
+// osArgs is swapped by tests.
+var osArgs = func() []string { return os.Args[1:] }
