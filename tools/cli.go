@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 
@@ -117,5 +116,3 @@ func bar(env *Env, quiet bool, label, unit string, total int64) *progress.Bar {
 	return progress.New(env.Stderr, mode, label, unit, total)
 }
 
-// osArgs is swapped by tests.
-var osArgs = func() []string { return os.Args[1:] }
