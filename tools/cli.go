@@ -115,4 +115,3 @@ func bar(env *Env, quiet bool, label, unit string, total int64) *progress.Bar {
 	}
 	return progress.New(env.Stderr, mode, label, unit, total)
 }
-
