@@ -1,0 +1,293 @@
+package ivf
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/shelfdb/shelf/store"
+)
+
+// Lists are the inverted lists an Index stores its codes in, like
+// faiss::InvertedLists: MemLists in memory, DiskLists on disk. One
+// writer at a time; any number of snapshots read alongside it.
+type Lists interface {
+	NumLists() int
+	CodeSize() int
+	// Snapshot returns a consistent read-only view; Release it.
+	Snapshot() (Snapshot, error)
+	// Append adds entry i to list lists[i], all or nothing, and stores
+	// meta (the index's small records) in the same commit.
+	Append(lists, ids []int64, codes []byte, meta map[string][]byte) error
+	// Remove deletes the entries whose id sel accepts; it returns how many.
+	Remove(sel func(id int64) bool) (int64, error)
+	// MergeFrom appends every entry of srcs, ids shifted by shift[i].
+	MergeFrom(srcs []store.Source, shift []int64) (int64, error)
+	// Meta returns a record stored by Append.
+	Meta(key string) ([]byte, bool)
+	Close() error
+}
+
+// Snapshot is a consistent read-only view of Lists; it is a store.Source.
+type Snapshot interface {
+	store.Source
+	// Prefetch hints that lists will be read soon.
+	Prefetch(lists []int)
+	Release()
+}
+
+// MemLists keeps the lists in memory (faiss::ArrayInvertedLists).
+// Snapshots copy the list headers only: appends never touch what a
+// snapshot sees, and removals build new slices.
+type MemLists struct {
+	mu    sync.RWMutex
+	cs    int
+	ids   [][]int64
+	codes [][]byte
+	meta  map[string][]byte
+}
+
+// NewMemLists makes nlist empty lists of codeSize-byte codes.
+func NewMemLists(nlist, codeSize int) *MemLists {
+	return &MemLists{cs: codeSize, ids: make([][]int64, nlist), codes: make([][]byte, nlist), meta: map[string][]byte{}}
+}
+
+// NumLists returns the number of lists.
+func (m *MemLists) NumLists() int { return len(m.ids) }
+
+// CodeSize returns the bytes per code.
+func (m *MemLists) CodeSize() int { return m.cs }
+
+// Append adds entries; see Lists.
+func (m *MemLists) Append(lists, ids []int64, codes []byte, meta map[string][]byte) error {
+	if err := checkAppend(len(m.ids), m.cs, lists, ids, codes); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, l := range lists {
+		m.ids[l] = append(m.ids[l], ids[i])
+		m.codes[l] = append(m.codes[l], codes[i*m.cs:(i+1)*m.cs]...)
+	}
+	for k, v := range meta {
+		m.meta[k] = append([]byte(nil), v...)
+	}
+	return nil
+}
+
+func checkAppend(nlist, cs int, lists, ids []int64, codes []byte) error {
+	if len(lists) != len(ids) || len(codes) != len(ids)*cs {
+		return fmt.Errorf("%w: %d list numbers, %d ids, %d code bytes of %d", ErrInput, len(lists), len(ids), len(codes), cs)
+	}
+	for i, l := range lists {
+		if l < 0 || l >= int64(nlist) {
+			return fmt.Errorf("%w: entry %d assigned to list %d of %d", ErrInput, i, l, nlist)
+		}
+	}
+	return nil
+}
+
+// Remove deletes entries; see Lists.
+func (m *MemLists) Remove(sel func(id int64) bool) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for l, ids := range m.ids {
+		var keepIDs []int64
+		var keepCodes []byte
+		removed := false
+		for i, id := range ids {
+			if sel(id) {
+				if !removed {
+					keepIDs = append([]int64(nil), ids[:i]...)
+					keepCodes = append([]byte(nil), m.codes[l][:i*m.cs]...)
+					removed = true
+				}
+				n++
+				continue
+			}
+			if removed {
+				keepIDs = append(keepIDs, id)
+				keepCodes = append(keepCodes, m.codes[l][i*m.cs:(i+1)*m.cs]...)
+			}
+		}
+		if removed {
+			m.ids[l], m.codes[l] = keepIDs, keepCodes
+		}
+	}
+	return n, nil
+}
+
+// MergeFrom appends the entries of srcs; see Lists.
+func (m *MemLists) MergeFrom(srcs []store.Source, shift []int64) (int64, error) {
+	for i, s := range srcs {
+		if s.NumLists() != len(m.ids) || s.CodeSize() != m.cs {
+			return 0, fmt.Errorf("%w: source %d has %d lists of %d bytes, want %d of %d", ErrIncompatible, i, s.NumLists(), s.CodeSize(), len(m.ids), m.cs)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for i, s := range srcs {
+		for l := range m.ids {
+			ids, codes, err := s.ReadList(l)
+			if err != nil {
+				return n, err
+			}
+			for _, id := range ids {
+				if shift != nil {
+					id += shift[i]
+				}
+				m.ids[l] = append(m.ids[l], id)
+			}
+			m.codes[l] = append(m.codes[l], codes...)
+			n += int64(len(ids))
+		}
+	}
+	return n, nil
+}
+
+// Meta returns a record; see Lists.
+func (m *MemLists) Meta(key string) ([]byte, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	v, ok := m.meta[key]
+	return v, ok
+}
+
+// Close does nothing for in-memory lists.
+func (m *MemLists) Close() error { return nil }
+
+// Snapshot returns a view of the lists as they are now.
+func (m *MemLists) Snapshot() (Snapshot, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return &memSnap{cs: m.cs, ids: append([][]int64(nil), m.ids...), codes: append([][]byte(nil), m.codes...)}, nil
+}
+
+type memSnap struct {
+	cs    int
+	ids   [][]int64
+	codes [][]byte
+}
+
+func (s *memSnap) NumLists() int { return len(s.ids) }
+func (s *memSnap) CodeSize() int { return s.cs }
+func (s *memSnap) ListLen(l int) (int, error) {
+	if l < 0 || l >= len(s.ids) {
+		return 0, fmt.Errorf("%w: list %d of %d", ErrInput, l, len(s.ids))
+	}
+	return len(s.ids[l]), nil
+}
+func (s *memSnap) ReadList(l int) ([]int64, []byte, error) {
+	if l < 0 || l >= len(s.ids) {
+		return nil, nil, fmt.Errorf("%w: list %d of %d", ErrInput, l, len(s.ids))
+	}
+	return s.ids[l], s.codes[l], nil
+}
+func (s *memSnap) Prefetch([]int) {}
+func (s *memSnap) Release()       {}
+
+// DiskLists keeps the lists in a store (the on-disk inverted lists).
+type DiskLists struct {
+	S *store.Store
+}
+
+// NumLists returns the number of lists.
+func (d *DiskLists) NumLists() int { return d.S.NumLists() }
+
+// CodeSize returns the bytes per code.
+func (d *DiskLists) CodeSize() int { return d.S.CodeSize() }
+
+// Append adds entries in one durable commit; see Lists.
+func (d *DiskLists) Append(lists, ids []int64, codes []byte, meta map[string][]byte) error {
+	if err := checkAppend(d.S.NumLists(), d.S.CodeSize(), lists, ids, codes); err != nil {
+		return err
+	}
+	b, err := d.S.Begin()
+	if err != nil {
+		return err
+	}
+	if err := b.AddSpread(lists, ids, codes); err != nil {
+		b.Abort()
+		return err
+	}
+	for k, v := range meta {
+		_ = b.SetMeta(k, v)
+	}
+	return b.Commit()
+}
+
+// Remove deletes entries in one commit; see Lists.
+func (d *DiskLists) Remove(sel func(id int64) bool) (int64, error) {
+	v, err := d.S.View()
+	if err != nil {
+		return 0, err
+	}
+	defer v.Release()
+	b, err := d.S.Begin()
+	if err != nil {
+		return 0, err
+	}
+	cs := d.S.CodeSize()
+	var n int64
+	for l := 0; l < v.NumLists(); l++ {
+		ids, codes, err := v.ReadList(l)
+		if err != nil {
+			b.Abort()
+			return 0, err
+		}
+		var keepIDs []int64
+		var keepCodes []byte
+		removed := 0
+		for i, id := range ids {
+			if sel(id) {
+				removed++
+				continue
+			}
+			keepIDs = append(keepIDs, id)
+			keepCodes = append(keepCodes, codes[i*cs:(i+1)*cs]...)
+		}
+		if removed == 0 {
+			continue
+		}
+		n += int64(removed)
+		if len(keepIDs) == 0 {
+			err = b.Clear(l)
+		} else if err = b.Update(l, 0, keepIDs, keepCodes); err == nil {
+			err = b.Resize(l, len(keepIDs))
+		}
+		if err != nil {
+			b.Abort()
+			return 0, err
+		}
+	}
+	return n, b.Commit()
+}
+
+// MergeFrom appends the entries of srcs with the store's two-pass merge.
+func (d *DiskLists) MergeFrom(srcs []store.Source, shift []int64) (int64, error) {
+	var opts *store.MergeOptions
+	if shift != nil {
+		opts = &store.MergeOptions{IDShift: shift}
+	}
+	return d.S.MergeFrom(srcs, opts)
+}
+
+// Meta returns a record; see Lists.
+func (d *DiskLists) Meta(key string) ([]byte, bool) { return d.S.Meta(key) }
+
+// Close closes the store.
+func (d *DiskLists) Close() error { return d.S.Close() }
+
+// Snapshot returns a store view.
+func (d *DiskLists) Snapshot() (Snapshot, error) {
+	v, err := d.S.View()
+	if err != nil {
+		return nil, err
+	}
+	return diskSnap{v}, nil
+}
+
+type diskSnap struct{ *store.View }
+
+func (s diskSnap) Prefetch(lists []int) { _ = s.View.Prefetch(lists, 0) }

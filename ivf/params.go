@@ -1,0 +1,157 @@
+package ivf
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Metric is how vectors are compared.
+type Metric int
+
+const (
+	// L2 is the squared Euclidean distance (smaller is closer).
+	L2 Metric = iota
+	// InnerProduct is the dot product (larger is closer).
+	InnerProduct
+	// Cosine is the cosine similarity (larger is closer): vectors are
+	// L2-normalized on add and search, and the index remembers it.
+	Cosine
+)
+
+func (m Metric) String() string {
+	switch m {
+	case L2:
+		return "l2"
+	case InnerProduct:
+		return "ip"
+	case Cosine:
+		return "cosine"
+	}
+	return fmt.Sprintf("metric(%d)", int(m))
+}
+
+// ParseMetric reads "l2", "ip" (or "inner_product") and "cosine".
+func ParseMetric(s string) (Metric, error) {
+	switch strings.ToLower(s) {
+	case "l2", "euclidean":
+		return L2, nil
+	case "ip", "inner_product", "dot":
+		return InnerProduct, nil
+	case "cosine", "angular":
+		return Cosine, nil
+	}
+	return 0, fmt.Errorf("%w: unknown metric %q (want l2, ip or cosine)", ErrParams, s)
+}
+
+// higherIsBetter reports whether larger scores are closer.
+func (m Metric) higherIsBetter() bool { return m != L2 }
+
+// Sentinel errors.
+var (
+	// ErrParams marks invalid index parameters or factory strings.
+	ErrParams = errors.New("ivf: invalid parameters")
+	// ErrNotTrained is returned when adding to or searching an untrained index.
+	ErrNotTrained = errors.New("ivf: index not trained")
+	// ErrDim is returned for vectors of the wrong dimension.
+	ErrDim = errors.New("ivf: wrong dimension")
+	// ErrInput marks bad vectors or ids (NaN, infinities, lengths).
+	ErrInput = errors.New("ivf: invalid input")
+	// ErrCorrupt marks an index file that fails validation.
+	ErrCorrupt = errors.New("ivf: corrupt index")
+	// ErrIncompatible is returned when two indexes or codes do not share
+	// the same training.
+	ErrIncompatible = errors.New("ivf: incompatible indexes")
+)
+
+// Params describe an index.
+type Params struct {
+	D     int // vector dimension
+	NList int // number of inverted lists
+	// M is the number of PQ sub-quantizers (bytes per code with 8 bits);
+	// unused with Flat.
+	M int
+	// Nbits is the bits per sub-quantizer code; only 8 is supported.
+	Nbits int
+	// Flat stores vectors uncompressed (IVF<n>,Flat) instead of PQ codes.
+	Flat   bool
+	Metric Metric
+	// ByResidual encodes x - centroid instead of x (FAISS's default, true
+	// from the factory).
+	ByResidual bool
+}
+
+// CodeSize is the number of bytes one vector takes in a list.
+func (p Params) CodeSize() int {
+	if p.Flat {
+		return 4 * p.D
+	}
+	return (p.M*p.Nbits + 7) / 8
+}
+
+// Validate checks the parameters.
+func (p Params) Validate() error {
+	switch {
+	case p.D <= 0 || p.D > 1<<16:
+		return fmt.Errorf("%w: dimension %d", ErrParams, p.D)
+	case p.NList <= 0 || p.NList > 1<<26:
+		return fmt.Errorf("%w: %d lists", ErrParams, p.NList)
+	case p.Metric < L2 || p.Metric > Cosine:
+		return fmt.Errorf("%w: metric %d", ErrParams, int(p.Metric))
+	}
+	if p.Flat {
+		return nil
+	}
+	switch {
+	case p.M <= 0 || p.D%p.M != 0:
+		return fmt.Errorf("%w: PQ%d does not divide dimension %d", ErrParams, p.M, p.D)
+	case p.Nbits != 8:
+		return fmt.Errorf("%w: PQ with %d bits per code (only 8 is supported)", ErrParams, p.Nbits)
+	}
+	return nil
+}
+
+// Factory returns the FAISS-style factory string of p.
+func (p Params) Factory() string {
+	if p.Flat {
+		return fmt.Sprintf("IVF%d,Flat", p.NList)
+	}
+	if p.Nbits != 8 {
+		return fmt.Sprintf("IVF%d,PQ%dx%d", p.NList, p.M, p.Nbits)
+	}
+	return fmt.Sprintf("IVF%d,PQ%d", p.NList, p.M)
+}
+
+// ParseFactory reads a FAISS-style factory string: "IVF1024,PQ16",
+// "IVF1024,PQ16x8" or "IVF1024,Flat", for vectors of dimension d.
+func ParseFactory(s string, d int, metric Metric) (Params, error) {
+	p := Params{D: d, Metric: metric, Nbits: 8, ByResidual: true}
+	parts := strings.Split(strings.ReplaceAll(s, " ", ""), ",")
+	if len(parts) != 2 || !strings.HasPrefix(parts[0], "IVF") {
+		return p, fmt.Errorf("%w: factory %q: want IVF<nlist>,PQ<M>[x<nbits>] or IVF<nlist>,Flat", ErrParams, s)
+	}
+	n, err := strconv.Atoi(parts[0][3:])
+	if err != nil {
+		return p, fmt.Errorf("%w: factory %q: bad list count %q", ErrParams, s, parts[0][3:])
+	}
+	p.NList = n
+	switch {
+	case parts[1] == "Flat":
+		p.Flat = true
+	case strings.HasPrefix(parts[1], "PQ"):
+		spec := parts[1][2:]
+		if i := strings.IndexByte(spec, 'x'); i >= 0 {
+			if p.Nbits, err = strconv.Atoi(spec[i+1:]); err != nil {
+				return p, fmt.Errorf("%w: factory %q: bad bit count", ErrParams, s)
+			}
+			spec = spec[:i]
+		}
+		if p.M, err = strconv.Atoi(spec); err != nil {
+			return p, fmt.Errorf("%w: factory %q: bad PQ size %q", ErrParams, s, spec)
+		}
+	default:
+		return p, fmt.Errorf("%w: factory %q: unknown encoding %q (want PQ<M> or Flat)", ErrParams, s, parts[1])
+	}
+	return p, p.Validate()
+}

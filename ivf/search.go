@@ -1,0 +1,383 @@
+package ivf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/shelfdb/shelf/internal/vecmath"
+	"github.com/shelfdb/shelf/pq"
+)
+
+// queryBlock is how many queries share one pass over the probed lists:
+// each list probed by any of them is read once per block.
+const queryBlock = 1024
+
+// Search returns, for each of the nq queries, the k nearest vectors
+// among the nprobe lists nearest to it: distances (squared L2; inner
+// product or cosine similarity for those metrics) and ids, best first,
+// padded with id -1 (and +Inf, or -Inf when larger is better).
+func (ix *Index) Search(q []float32, nq, k, nprobe int) ([]float32, []int64, error) {
+	if k <= 0 {
+		return nil, nil, fmt.Errorf("%w: k = %d", ErrInput, k)
+	}
+	dist := make([]float32, nq*k)
+	ids := make([]int64, nq*k)
+	err := ix.scan(q, nq, nprobe, k, 0, func(qi int, d []float32, id []int64) {
+		copy(dist[qi*k:], d)
+		copy(ids[qi*k:], id)
+		pad := float32(math.Inf(1))
+		if ix.p.Metric.higherIsBetter() {
+			pad = float32(math.Inf(-1))
+		}
+		for j := len(d); j < k; j++ {
+			dist[qi*k+j], ids[qi*k+j] = pad, -1
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return dist, ids, nil
+}
+
+// RangeResult holds the results of a range search as FAISS's
+// RangeSearchResult: the results of query i are [Lims[i], Lims[i+1]).
+type RangeResult struct {
+	Lims  []int
+	Dist  []float32
+	IDs   []int64
+}
+
+// RangeSearch returns every vector within radius of each query in its
+// nprobe nearest lists: squared L2 distance below radius, or inner
+// product / cosine similarity above it. Results of a query are sorted
+// best first.
+func (ix *Index) RangeSearch(q []float32, nq int, radius float32, nprobe int) (*RangeResult, error) {
+	per := make([][]float32, nq)
+	perIDs := make([][]int64, nq)
+	err := ix.scan(q, nq, nprobe, 0, radius, func(qi int, d []float32, id []int64) {
+		per[qi], perIDs[qi] = d, id
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &RangeResult{Lims: make([]int, nq+1)}
+	for i := range per {
+		r.Dist = append(r.Dist, per[i]...)
+		r.IDs = append(r.IDs, perIDs[i]...)
+		r.Lims[i+1] = len(r.IDs)
+	}
+	return r, nil
+}
+
+// scan runs k-NN search (k > 0) or range search (k == 0, radius) and
+// hands each query's sorted results to emit. Internally every score is
+// "smaller is better": inner products are negated, cosine runs as L2 on
+// unit vectors; emit receives the user's scores.
+func (ix *Index) scan(q []float32, nq, nprobe, k int, radius float32, emit func(qi int, d []float32, id []int64)) error {
+	if !ix.trained {
+		return ErrNotTrained
+	}
+	if nprobe <= 0 {
+		return fmt.Errorf("%w: nprobe = %d", ErrInput, nprobe)
+	}
+	nprobe = min(nprobe, ix.p.NList)
+	qs, err := ix.checkVectors(q, nq)
+	if err != nil {
+		return err
+	}
+	// Internal radius: smaller is better.
+	ir := radius
+	switch ix.p.Metric {
+	case InnerProduct:
+		ir = -radius
+	case Cosine:
+		ir = 2 - 2*radius // ||a-b||^2 = 2 - 2cos for unit vectors
+	}
+	snap, err := ix.lists.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Release()
+	d := ix.p.D
+	for lo := 0; lo < nq; lo += queryBlock {
+		hi := min(lo+queryBlock, nq)
+		if err := ix.scanBlock(snap, qs[lo*d:hi*d], hi-lo, nprobe, k, ir, func(qi int, dist []float32, id []int64) {
+			for j := range dist {
+				switch ix.p.Metric {
+				case InnerProduct:
+					dist[j] = -dist[j]
+				case Cosine:
+					dist[j] = 1 - dist[j]/2
+				}
+			}
+			emit(lo+qi, dist, id)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type probe struct {
+	q      int32
+	coarse float32 // internal coarse score of (query, list)
+}
+
+func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radius float32, emit func(int, []float32, []int64)) error {
+	d, nl := ix.p.D, ix.p.NList
+	// 1. Coarse scores of every (query, centroid) pair, nprobe best each.
+	coarse := make([]float32, nq*nl)
+	if ix.p.Metric == InnerProduct {
+		vecmath.InnerProducts(qs, nq, ix.centroids, nl, d, coarse)
+		for i := range coarse {
+			coarse[i] = -coarse[i]
+		}
+	} else {
+		vecmath.L2SqrBatch(qs, nq, ix.centroids, nl, d, ix.cnorms, coarse)
+	}
+	byList := make([][]probe, nl)
+	heap := vecmath.NewTopK(nprobe)
+	for qi := 0; qi < nq; qi++ {
+		heap.Reset(nprobe)
+		for l, v := range coarse[qi*nl : (qi+1)*nl] {
+			heap.Push(v, int64(l))
+		}
+		ds, ls := heap.Sorted()
+		for j, l := range ls {
+			byList[l] = append(byList[l], probe{int32(qi), ds[j]})
+		}
+	}
+	var probed []int
+	for l, ps := range byList {
+		if len(ps) > 0 {
+			probed = append(probed, l)
+		}
+	}
+	snap.Prefetch(probed)
+
+	// 2. Per-query tables shared by all the lists the query probes.
+	var qtab []float32
+	var m, ksub int
+	if !ix.p.Flat {
+		m, ksub = ix.pq.M, ix.pq.Ksub
+		qtab = make([]float32, nq*m*ksub)
+		vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
+			for qi := lo; qi < hi; qi++ {
+				t := qtab[qi*m*ksub : (qi+1)*m*ksub]
+				qv := qs[qi*d : (qi+1)*d]
+				switch {
+				case ix.p.Metric == InnerProduct:
+					ix.pq.ComputeInnerProductTable(qv, t)
+					for i := range t {
+						t[i] = -t[i]
+					}
+				case !ix.p.ByResidual:
+					ix.pq.ComputeDistanceTable(qv, t)
+				case ix.precomp != nil:
+					ix.pq.ComputeInnerProductTable(qv, t)
+					for i := range t {
+						t[i] *= -2
+					}
+				}
+			}
+		})
+	}
+
+	// 3. Scan: workers take lists; each keeps its own per-query results.
+	threads := ix.threads()
+	type wstate struct {
+		heaps []*vecmath.TopK
+		rd    [][]float32
+		rid   [][]int64
+		table []float32
+		out   []float32
+		res   []float32
+		vecs  []float32
+		err   error
+	}
+	ws := make([]wstate, threads)
+	for w := range ws {
+		if k > 0 {
+			ws[w].heaps = make([]*vecmath.TopK, nq)
+		} else {
+			ws[w].rd, ws[w].rid = make([][]float32, nq), make([][]int64, nq)
+		}
+		if !ix.p.Flat {
+			ws[w].table = make([]float32, m*ksub)
+		}
+	}
+	vecmath.ParallelFor(len(probed), 1, threads, func(lo, hi, w int) {
+		st := &ws[w]
+		for _, l := range probed[lo:hi] {
+			if st.err != nil {
+				return
+			}
+			ids, codes, err := snap.ReadList(l)
+			if err != nil {
+				st.err = err
+				return
+			}
+			n := len(ids)
+			if n == 0 {
+				continue
+			}
+			if ix.p.Flat {
+				st.vecs = decodeFlat(codes, n, d, st.vecs)
+			}
+			for _, pr := range byList[l] {
+				qi := int(pr.q)
+				qv := qs[qi*d : (qi+1)*d]
+				// Distances of this (query, list) pair.
+				var dist []float32
+				switch {
+				case ix.p.Flat:
+					if cap(st.out) < n {
+						st.out = make([]float32, n)
+					}
+					dist = st.out[:n]
+					if ix.p.Metric == InnerProduct {
+						vecmath.InnerProducts(qv, 1, st.vecs, n, d, dist)
+						for i := range dist {
+							dist[i] = -dist[i]
+						}
+					} else {
+						vecmath.L2SqrBatch(qv, 1, st.vecs, n, d, nil, dist)
+					}
+				default:
+					ix.pairTable(st.table, qtab, qi, l, pr.coarse, qv, &st.res)
+				}
+				if k > 0 {
+					h := st.heaps[qi]
+					if h == nil {
+						h = vecmath.NewTopK(k)
+						st.heaps[qi] = h
+					}
+					if dist != nil {
+						for i, v := range dist {
+							h.Push(v, ids[i])
+						}
+					} else {
+						pq.ScanTopK(st.table, m, codes, ids, n, k, h)
+					}
+					continue
+				}
+				if dist == nil {
+					if cap(st.out) < n {
+						st.out = make([]float32, n)
+					}
+					dist = st.out[:n]
+					pq.ScanL2(st.table, m, codes, n, dist)
+				}
+				for i, v := range dist {
+					if v < radius {
+						st.rd[qi] = append(st.rd[qi], v)
+						st.rid[qi] = append(st.rid[qi], ids[i])
+					}
+				}
+			}
+		}
+	})
+	for _, st := range ws {
+		if st.err != nil {
+			return st.err
+		}
+	}
+	// 4. Merge the workers' results of each query.
+	final := vecmath.NewTopK(max(k, 1))
+	for qi := 0; qi < nq; qi++ {
+		if k > 0 {
+			final.Reset(k)
+			for w := range ws {
+				if h := ws[w].heaps[qi]; h != nil {
+					hd, hid := h.Sorted()
+					for j := range hd {
+						final.Push(hd[j], hid[j])
+					}
+				}
+			}
+			fd, fid := final.Sorted()
+			emit(qi, fd, fid)
+			continue
+		}
+		var rd []float32
+		var rid []int64
+		for w := range ws {
+			rd = append(rd, ws[w].rd[qi]...)
+			rid = append(rid, ws[w].rid[qi]...)
+		}
+		sortPairs(rd, rid)
+		emit(qi, rd, rid)
+	}
+	return nil
+}
+
+// pairTable fills table with the distance table of query qi against list
+// l, such that summing one entry per sub-quantizer gives the internal
+// score of a code of that list.
+func (ix *Index) pairTable(table, qtab []float32, qi, l int, coarse float32, qv []float32, res *[]float32) {
+	mk := ix.pq.M * ix.pq.Ksub
+	qt := qtab[qi*mk : (qi+1)*mk]
+	switch {
+	case !ix.p.ByResidual:
+		copy(table, qt)
+		return
+	case ix.p.Metric == InnerProduct:
+		// <q, c + y> = <q, c> + sum_m <q_m, y_m>; coarse is -<q, c>.
+		copy(table, qt)
+	case ix.precomp != nil:
+		// ||q - c - y||^2 = ||q - c||^2 + (||y||^2 + 2<c, y>) - 2<q, y>.
+		pc := ix.precomp[l*mk : (l+1)*mk]
+		for i := range table {
+			table[i] = pc[i] + qt[i]
+		}
+	default:
+		d := ix.p.D
+		if cap(*res) < d {
+			*res = make([]float32, d)
+		}
+		r := (*res)[:d]
+		c := ix.centroids[l*d : (l+1)*d]
+		for j := range r {
+			r[j] = qv[j] - c[j]
+		}
+		ix.pq.ComputeDistanceTable(r, table)
+		return
+	}
+	// The term shared by every code of the list goes into sub-table 0.
+	for i := 0; i < ix.pq.Ksub; i++ {
+		table[i] += coarse
+	}
+}
+
+func decodeFlat(codes []byte, n, d int, buf []float32) []float32 {
+	if cap(buf) < n*d {
+		buf = make([]float32, n*d)
+	}
+	buf = buf[:n*d]
+	for i := range buf {
+		buf[i] = math.Float32frombits(binary.LittleEndian.Uint32(codes[4*i:]))
+	}
+	return buf
+}
+
+// sortPairs sorts (dist, id) pairs by distance, then id.
+func sortPairs(d []float32, ids []int64) {
+	idx := make([]int, len(d))
+	for i := range idx {
+		idx[i] = i
+	}
+	sortIdx(idx, func(a, b int) bool {
+		if d[a] != d[b] {
+			return d[a] < d[b]
+		}
+		return ids[a] < ids[b]
+	})
+	nd := make([]float32, len(d))
+	ni := make([]int64, len(ids))
+	for i, j := range idx {
+		nd[i], ni[i] = d[j], ids[j]
+	}
+	copy(d, nd)
+	copy(ids, ni)
+}
