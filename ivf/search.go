@@ -43,9 +43,9 @@ func (ix *Index) Search(q []float32, nq, k, nprobe int) ([]float32, []int64, err
 // RangeResult holds the results of a range search as FAISS's
 // RangeSearchResult: the results of query i are [Lims[i], Lims[i+1]).
 type RangeResult struct {
-	Lims  []int
-	Dist  []float32
-	IDs   []int64
+	Lims []int
+	Dist []float32
+	IDs  []int64
 }
 
 // RangeSearch returns every vector within radius of each query in its
