@@ -225,6 +225,9 @@ func (ix *Index) setCentroids(c []float32) {
 // finishModel derives what search needs from a trained model.
 func (ix *Index) finishModel() {
 	ix.precomp = nil
+	if ix.pq != nil {
+		ix.pq.Prepare()
+	}
 	if ix.p.Flat || !ix.p.ByResidual || ix.p.Metric == InnerProduct {
 		return
 	}

@@ -176,9 +176,7 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 					ix.pq.ComputeDistanceTable(qv, t)
 				case ix.precomp != nil:
 					ix.pq.ComputeInnerProductTable(qv, t)
-					for i := range t {
-						t[i] *= -2
-					}
+					vecmath.Axpy(t, -3, t) // t = -2 t
 				}
 			}
 		})
@@ -327,10 +325,7 @@ func (ix *Index) pairTable(table, qtab []float32, qi, l int, coarse float32, qv 
 		copy(table, qt)
 	case ix.precomp != nil:
 		// ||q - c - y||^2 = ||q - c||^2 + (||y||^2 + 2<c, y>) - 2<q, y>.
-		pc := ix.precomp[l*mk : (l+1)*mk]
-		for i := range table {
-			table[i] = pc[i] + qt[i]
-		}
+		vecmath.Add(table, ix.precomp[l*mk:(l+1)*mk], qt)
 	default:
 		d := ix.p.D
 		if cap(*res) < d {

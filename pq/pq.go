@@ -23,6 +23,47 @@ type PQ struct {
 	// Centroids holds M*Ksub*Dsub floats: sub-quantizer m, centroid k, then
 	// the Dsub coordinates.
 	Centroids []float32
+
+	// ct holds the centroids transposed per sub-quantizer (m, coordinate,
+	// centroid) and cn their squared norms, built by Prepare: tables then
+	// cost Dsub vector multiply-adds of Ksub floats per sub-quantizer.
+	ct, cn []float32
+}
+
+// Prepare derives what fast table computation needs from Centroids. Call
+// it after training or loading and before concurrent use; it must be
+// called again if Centroids change. Without it tables are computed one
+// dot product at a time.
+func (p *PQ) Prepare() {
+	ct := make([]float32, p.M*p.Dsub*p.Ksub)
+	cn := make([]float32, p.M*p.Ksub)
+	for m := range p.M {
+		c := p.sub(m)
+		for k := range p.Ksub {
+			var s float32
+			for j := range p.Dsub {
+				v := c[k*p.Dsub+j]
+				ct[(m*p.Dsub+j)*p.Ksub+k] = v
+				s += v * v
+			}
+			cn[m*p.Ksub+k] = s
+		}
+	}
+	p.ct, p.cn = ct, cn
+}
+
+func (p *PQ) prepared() bool { return len(p.ct) == p.M*p.Dsub*p.Ksub && len(p.cn) == p.M*p.Ksub }
+
+// ipTableFast fills table with inner products using the transposed
+// centroids: table_m = sum_j q_mj * ct_mj, one Axpy per coordinate.
+func (p *PQ) ipTableFast(q, table []float32, scale float32) {
+	for m := range p.M {
+		t := table[m*p.Ksub : (m+1)*p.Ksub]
+		clear(t)
+		for j := range p.Dsub {
+			vecmath.Axpy(t, scale*q[m*p.Dsub+j], p.ct[(m*p.Dsub+j)*p.Ksub:(m*p.Dsub+j+1)*p.Ksub])
+		}
+	}
 }
 
 // New returns an untrained product quantizer for d-dimensional vectors cut
@@ -101,6 +142,7 @@ func (p *PQ) Train(x []float32, n int, seed int64, threads int) error {
 	for m, c := range cents {
 		copy(p.sub(m), c)
 	}
+	p.ct, p.cn = nil, nil
 	return nil
 }
 
@@ -173,6 +215,23 @@ func (p *PQ) Decode(codes []byte, n int, x []float32) {
 // table[m*Ksub+k] = ||q_m - c_mk||^2 (faiss compute_distance_table).
 func (p *PQ) ComputeDistanceTable(q []float32, table []float32) {
 	p.checkTable(q, table)
+	if p.prepared() {
+		// ||q - c||^2 = ||q||^2 + ||c||^2 - 2<q, c>
+		p.ipTableFast(q, table, -2)
+		for m := range p.M {
+			qm := q[m*p.Dsub : (m+1)*p.Dsub]
+			var qn float32
+			for _, v := range qm {
+				qn += v * v
+			}
+			t := table[m*p.Ksub : (m+1)*p.Ksub]
+			cn := p.cn[m*p.Ksub : (m+1)*p.Ksub]
+			for k := range t {
+				t[k] = max(0, t[k]+qn+cn[k])
+			}
+		}
+		return
+	}
 	for m := range p.M {
 		qm := q[m*p.Dsub : (m+1)*p.Dsub]
 		c := p.sub(m)
@@ -189,6 +248,10 @@ func (p *PQ) ComputeDistanceTable(q []float32, table []float32) {
 // compute_inner_prod_table).
 func (p *PQ) ComputeInnerProductTable(q []float32, table []float32) {
 	p.checkTable(q, table)
+	if p.prepared() {
+		p.ipTableFast(q, table, 1)
+		return
+	}
 	for m := range p.M {
 		qm := q[m*p.Dsub : (m+1)*p.Dsub]
 		c := p.sub(m)

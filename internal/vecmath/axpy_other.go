@@ -1,0 +1,6 @@
+//go:build !amd64
+
+package vecmath
+
+func add(dst, a, b []float32)                        { addGeneric(dst, a, b) }
+func axpy(dst []float32, alpha float32, x []float32) { axpyGeneric(dst, alpha, x) }
