@@ -32,5 +32,5 @@
 // # Imports
 //
 // The standard library only. vecio imports nothing of the module, so every
-// command and test helper may use it.
+// package and command of the module may import it.
 package vecio
