@@ -126,27 +126,41 @@ type probe struct {
 
 func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radius float32, emit func(int, []float32, []int64)) error {
 	d, nl := ix.p.D, ix.p.NList
-	// 1. Coarse scores of every (query, centroid) pair, nprobe best each.
+	// 1. Coarse scores of every (query, centroid) pair, nprobe best each,
+	// on all threads (a block of queries times the centroids is one
+	// matrix product per thread).
 	coarse := make([]float32, nq*nl)
-	if ix.p.Metric == InnerProduct {
-		vecmath.InnerProducts(qs, nq, ix.centroids, nl, d, coarse)
-		for i := range coarse {
-			coarse[i] = -coarse[i]
+	sel := make([]probe, nq*nprobe)
+	sellist := make([]int32, nq*nprobe)
+	vecmath.ParallelFor(nq, 32, ix.Threads, func(lo, hi, _ int) {
+		c := coarse[lo*nl : hi*nl]
+		if ix.p.Metric == InnerProduct {
+			vecmath.InnerProducts(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, c)
+			for i := range c {
+				c[i] = -c[i]
+			}
+		} else {
+			vecmath.L2SqrBatch(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, ix.cnorms, c)
 		}
-	} else {
-		vecmath.L2SqrBatch(qs, nq, ix.centroids, nl, d, ix.cnorms, coarse)
-	}
+		heap := vecmath.NewTopK(nprobe)
+		for qi := lo; qi < hi; qi++ {
+			heap.Reset(nprobe)
+			for l, v := range coarse[qi*nl : (qi+1)*nl] {
+				if v < heap.Threshold() || heap.Len() < nprobe {
+					heap.Push(v, int64(l))
+				}
+			}
+			ds, ls := heap.Sorted()
+			for j, l := range ls {
+				sel[qi*nprobe+j] = probe{int32(qi), ds[j]}
+				sellist[qi*nprobe+j] = int32(l)
+			}
+		}
+	})
 	byList := make([][]probe, nl)
-	heap := vecmath.NewTopK(nprobe)
-	for qi := 0; qi < nq; qi++ {
-		heap.Reset(nprobe)
-		for l, v := range coarse[qi*nl : (qi+1)*nl] {
-			heap.Push(v, int64(l))
-		}
-		ds, ls := heap.Sorted()
-		for j, l := range ls {
-			byList[l] = append(byList[l], probe{int32(qi), ds[j]})
-		}
+	for i, pr := range sel {
+		l := sellist[i]
+		byList[l] = append(byList[l], pr)
 	}
 	var probed []int
 	for l, ps := range byList {

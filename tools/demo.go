@@ -1,48 +1,48 @@
 package tools
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"os"
-	"slices"
+	"path/filepath"
 	"time"
 
-	"github.com/shelfdb/shelf/store"
+	"github.com/shelfdb/shelf/internal/groundtruth"
+	"github.com/shelfdb/shelf/internal/synth"
+	"github.com/shelfdb/shelf/ivf"
 )
 
 func init() {
-	register("demo", "run the storage engine end to end on built-in synthetic codes", runDemo)
-}
-
-// demoSource is one in-memory shard of codes, the Source a merge reads.
-type demoSource struct {
-	cs    int
-	ids   [][]int64
-	codes [][]byte
-}
-
-func (d *demoSource) NumLists() int              { return len(d.ids) }
-func (d *demoSource) CodeSize() int              { return d.cs }
-func (d *demoSource) ListLen(l int) (int, error) { return len(d.ids[l]), nil }
-func (d *demoSource) ReadList(l int) ([]int64, []byte, error) {
-	return d.ids[l], d.codes[l], nil
+	register("demo", "build and search an on-disk IVF-PQ index of built-in synthetic data", runDemo)
 }
 
 func runDemo(env *Env) error {
-	fs := newFlags(env, "demo", "demo [--n 2000000] [--nlist 1024] [--code-size 16] [--dir DIR]",
-		"shelf demo --n 1000000")
-	n := fs.Int("n", 2_000_000, "number of entries (codes + ids)")
-	nlist := fs.Int("nlist", 1024, "number of inverted lists")
-	cs := fs.Int("code-size", 16, "bytes per code (PQ16: 16)")
-	dir := fs.String("dir", "", "where to build the stores (default: a temporary directory, removed afterwards)")
-	seed := fs.Uint64("seed", 1, "seed of the synthetic data")
+	fs := newFlags(env, "demo", "demo [--n 200000] [--dim 64] [--nq 1000] [--dir DIR] [--json]",
+		"shelf demo\nshelf demo --n 1000000 --dim 128 --dir /tmp/idx")
+	n := fs.Int("n", 200_000, "vectors in the synthetic data set")
+	dim := fs.Int("dim", 64, "dimension")
+	nq := fs.Int("nq", 1000, "queries")
+	nlist := fs.Int("nlist", 0, "lists (default: about 4 sqrt(n), a power of two)")
+	m := fs.Int("m", 0, "PQ bytes per vector (default: dim/4)")
+	dir := fs.String("dir", "", "index directory (default: a temporary one, removed afterwards)")
+	seed := fs.Int64("seed", 1, "seed of data and training")
+	asJSON := fs.Bool("json", false, "print one JSON object per nprobe instead of a table")
 	quiet := fs.Bool("quiet", false, "no progress bars")
 	if err := parse(fs, env.Args); err != nil {
 		return err
 	}
-	if *n < 1 || *nlist < 1 || *cs < 1 {
-		return fmt.Errorf("%w: --n, --nlist and --code-size must be positive", errUsage)
+	if *n < 1000 || *dim < 1 || *nq < 1 {
+		return fmt.Errorf("%w: --n must be at least 1000, --dim and --nq positive", errUsage)
+	}
+	if *nlist == 0 {
+		*nlist = 1 << int(math.Round(math.Log2(4*math.Sqrt(float64(*n)))))
+	}
+	if *m == 0 {
+		*m = max(1, *dim/4)
+		for *dim%*m != 0 {
+			*m--
+		}
 	}
 	root := *dir
 	if root == "" {
@@ -51,193 +51,96 @@ func runDemo(env *Env) error {
 			return err
 		}
 		defer os.RemoveAll(tmp)
-		root = tmp
+		root = filepath.Join(tmp, "index")
 	}
 	out := env.Stdout
-	fmt.Fprintf(out, "shelf demo: %d entries of %d-byte codes in %d lists, under %s\n\n", *n, *cs, *nlist, root)
-
-	// Synthetic codes with imbalanced lists, as k-means gives on real data.
-	r := rand.New(rand.NewPCG(*seed, 7))
-	weights := make([]float64, *nlist)
-	var wsum float64
-	for l := range weights {
-		weights[l] = math.Exp(r.NormFloat64() * 0.7)
-		wsum += weights[l]
-	}
-	cum := make([]float64, *nlist)
-	acc := 0.0
-	for l, w := range weights {
-		acc += w / wsum
-		cum[l] = acc
-	}
-	lists := make([]int64, *n)
-	ids := make([]int64, *n)
-	codes := make([]byte, *n**cs)
-	for i := range lists {
-		l, _ := slices.BinarySearch(cum, r.Float64())
-		lists[i] = int64(min(l, *nlist-1))
-		ids[i] = int64(i)
-	}
-	for i := range codes {
-		codes[i] = byte(r.Uint32())
-	}
-	mb := float64(*n*(*cs+8)) / 1e6
-	row := func(what string, d time.Duration, entries int) {
-		fmt.Fprintf(out, "  %-44s %8.2f s %10.2f M entries/s %8.0f MB/s\n", what, d.Seconds(),
-			float64(entries)/d.Seconds()/1e6, float64(entries*(*cs+8))/1e6/d.Seconds())
+	factory := fmt.Sprintf("IVF%d,PQ%d", *nlist, *m)
+	if !*asJSON {
+		fmt.Fprintf(out, "shelf demo: %s on %d x %d synthetic clustered vectors, %d queries, index in %s\n\n", factory, *n, *dim, *nq, root)
 	}
 
-	// 1. Adds in batches of 1,000 spread over lists, 100 batches a commit.
-	a, err := store.Create(root+"/added", store.Options{NumLists: *nlist, CodeSize: *cs})
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	pb := bar(env, *quiet, "add", "entries", int64(*n))
 	t0 := time.Now()
-	var b *store.Batch
-	for i := 0; i < *n; i += 1000 {
-		j := min(i+1000, *n)
-		if b == nil {
-			if b, err = a.Begin(); err != nil {
-				return err
-			}
-		}
-		if err := b.AddSpread(lists[i:j], ids[i:j], codes[i**cs:j**cs]); err != nil {
-			b.Abort()
-			return err
-		}
-		if (i/1000)%100 == 99 || j == *n {
-			if err := b.Commit(); err != nil {
-				return err
-			}
-			b = nil
-		}
-		pb.Set(int64(j), 0)
-	}
-	pb.Finish()
-	row("add (batches of 1,000, commit every 100)", time.Since(t0), *n)
-
-	// 2. The same entries as 4 shards merged in one two-pass merge.
-	var srcs []store.Source
-	for s := 0; s < 4; s++ {
-		src := &demoSource{cs: *cs, ids: make([][]int64, *nlist), codes: make([][]byte, *nlist)}
-		for i := s; i < *n; i += 4 {
-			l := lists[i]
-			src.ids[l] = append(src.ids[l], ids[i])
-			src.codes[l] = append(src.codes[l], codes[i**cs:(i+1)**cs]...)
-		}
-		srcs = append(srcs, src)
-	}
-	mbar := bar(env, *quiet, "merge", "entries", int64(*n))
-	m, err := store.Create(root+"/merged", store.Options{NumLists: *nlist, CodeSize: *cs,
-		Progress: func(p store.Progress) { mbar.Set(p.Done, 0) }})
+	clusters := max(10, *n/200)
+	base := synth.Clustered(*n, *dim, clusters, *seed)
+	queries := synth.Queries(*nq, *dim, clusters, *seed)
+	gt, _, err := groundtruth.KNN(base, queries, 10, groundtruth.L2, 0)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	genS := time.Since(t0).Seconds()
+
+	ix, err := ivf.NewFromFactory(factory, *dim, ivf.L2)
+	if err != nil {
+		return err
+	}
+	bars := map[string]interface {
+		Set(int64, int64)
+		Finish()
+	}{}
+	ix.Progress = func(stage string, done, total int64) {
+		b, ok := bars[stage]
+		if !ok {
+			b = bar(env, *quiet || *asJSON, stage, "", total)
+			bars[stage] = b
+		}
+		b.Set(done, 0)
+		if done >= total {
+			b.Finish()
+		}
+	}
 	t0 = time.Now()
-	if _, err := m.MergeFrom(srcs, nil); err != nil {
+	if err := ix.Train(base.Data, base.N, &ivf.TrainOptions{Seed: *seed}); err != nil {
 		return err
 	}
-	mbar.Finish()
-	row("merge of 4 shards (two passes, exact slots)", time.Since(t0), *n)
-
-	// 3. Both hold the same lists (as id sets: the order differs).
-	va, err := a.View()
-	if err != nil {
+	trainS := time.Since(t0).Seconds()
+	if err := ix.ToDisk(root); err != nil {
 		return err
 	}
-	vm, err := m.View()
-	if err != nil {
-		va.Release()
-		return err
-	}
-	for l := 0; l < *nlist; l++ {
-		ia, _ := va.IDs(l)
-		im, _ := vm.IDs(l)
-		sa, sm := slices.Clone(ia), slices.Clone(im)
-		slices.Sort(sa)
-		slices.Sort(sm)
-		if !slices.Equal(sa, sm) {
-			va.Release()
-			vm.Release()
-			return fmt.Errorf("list %d differs between the added and the merged store", l)
-		}
-	}
-	vm.Release()
-
-	// 4. Adds after the merge just work (FAISS issues 1258/3498).
 	t0 = time.Now()
-	extra := min(*n, 100_000)
-	b, err = m.Begin()
-	if err != nil {
-		va.Release()
+	if _, err := ix.Add(base.Data, base.N); err != nil {
 		return err
 	}
-	if err := b.AddSpread(lists[:extra], ids[:extra], codes[:extra**cs]); err != nil {
-		b.Abort()
-		va.Release()
+	addS := time.Since(t0).Seconds()
+	if err := ix.Close(); err != nil {
 		return err
 	}
-	if err := b.Commit(); err != nil {
-		va.Release()
-		return err
-	}
-	row("add after merge (one commit)", time.Since(t0), extra)
-
-	// 5. Compaction of the added store while a reader holds a view.
-	before, _ := a.Stats()
-	t0 = time.Now()
-	cst, err := a.Compact()
-	if err != nil {
-		va.Release()
-		return err
-	}
-	row("compact (new file, lists in order)", time.Since(t0), *n)
-	ia, _ := va.IDs(0) // the old view still reads the old file
-	held := len(ia)
-	va.Release()
-
-	// 6. A scan of every list through the memory map.
-	ro, err := store.OpenReadOnly(root+"/added", nil)
+	// Search the index as a separate reader would: opened read-only.
+	ro, err := ivf.OpenReadOnly(root)
 	if err != nil {
 		return err
 	}
 	defer ro.Close()
-	v, err := ro.View()
-	if err != nil {
-		return err
+	if !*asJSON {
+		fmt.Fprintf(out, "  data + exact ground truth %6.2f s\n", genS)
+		fmt.Fprintf(out, "  train                     %6.2f s\n", trainS)
+		fmt.Fprintf(out, "  add to the on-disk index  %6.2f s  (%.0f vectors/s, durable)\n\n", addS, float64(*n)/addS)
+		fmt.Fprintf(out, "  %6s %10s %8s %8s\n", "nprobe", "QPS", "R@1", "R@10")
 	}
-	all := make([]int, *nlist)
-	for l := range all {
-		all[l] = l
-	}
-	t0 = time.Now()
-	if err := v.Prefetch(all, 2); err != nil {
-		v.Release()
-		return err
-	}
-	var sum uint64
-	for l := 0; l < *nlist; l++ {
-		c, _ := v.Codes(l)
-		for _, x := range c {
-			sum += uint64(x)
+	for _, np := range []int{1, 2, 4, 8, 16, 32, 64} {
+		if np > *nlist {
+			break
 		}
+		best := 0.0
+		var ids []int64
+		for rep := 0; rep < 2; rep++ {
+			t := time.Now()
+			_, ids, err = ro.Search(queries.Data, queries.N, 10, np)
+			if err != nil {
+				return err
+			}
+			best = max(best, float64(queries.N)/time.Since(t).Seconds())
+		}
+		r1 := groundtruth.Recall(ids, 10, gt, 10, queries.N, 1)
+		r10 := groundtruth.Recall(ids, 10, gt, 10, queries.N, 10)
+		if *asJSON {
+			b, _ := json.Marshal(map[string]any{"factory": factory, "n": *n, "dim": *dim, "nprobe": np, "qps": math.Round(best), "recall1": r1, "recall10": r10})
+			fmt.Fprintln(out, string(b))
+			continue
+		}
+		fmt.Fprintf(out, "  %6d %10.0f %8.3f %8.3f\n", np, best, r1, r10)
 	}
-	v.Release()
-	row("read-only open, prefetch + scan of all codes", time.Since(t0), *n)
-
-	after, _ := a.Stats()
-	if err := a.Check(); err != nil {
-		return fmt.Errorf("check after compaction: %w", err)
+	if !*asJSON {
+		fmt.Fprintf(out, "\n  recall@R: share of queries whose true nearest neighbour is among the first R results\n")
 	}
-	if err := m.Check(); err != nil {
-		return fmt.Errorf("check of merged store: %w", err)
-	}
-	fmt.Fprintf(out, "\n  payload %.0f MB; added store %.0f MB before compaction (%.0f MB free or pending), %.0f MB after; a view taken before still read %d ids of list 0\n",
-		mb, float64(before.FileBytes)/1e6, float64(before.FreeBytes+before.PendingBytes)/1e6, float64(cst.BytesAfter)/1e6, held)
-	fmt.Fprintf(out, "  lists: %d entries, imbalance factor %.2f, largest list %d, %d empty; checks passed (checksum %d)\n",
-		after.NTotal, after.ImbalanceFactor, after.MaxListLen, after.EmptyLists, sum%1000)
 	return nil
 }
