@@ -82,7 +82,9 @@ func newFlags(env *Env, name, synopsis, example string) *flag.FlagSet {
 	fs.SetOutput(env.Stdout)
 	fs.Usage = func() {
 		fmt.Fprintf(env.Stdout, "Usage: shelf %s\n\n", synopsis)
+		fs.SetOutput(env.Stdout)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 		if example != "" {
 			fmt.Fprintf(env.Stdout, "\nExample:\n  %s\n", strings.ReplaceAll(example, "\n", "\n  "))
 		}
@@ -94,8 +96,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
-		return err
+		return err // the flag package has shown fs.Usage
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
