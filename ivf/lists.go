@@ -20,8 +20,9 @@ type Lists interface {
 	Append(lists, ids []int64, codes []byte, meta map[string][]byte) error
 	// Remove deletes the entries whose id sel accepts; it returns how many.
 	Remove(sel func(id int64) bool) (int64, error)
-	// MergeFrom appends every entry of srcs, ids shifted by shift[i].
-	MergeFrom(srcs []store.Source, shift []int64) (int64, error)
+	// MergeFrom appends every entry of srcs, ids shifted by shift[i], and
+	// stores meta in the same commit.
+	MergeFrom(srcs []store.Source, shift []int64, meta map[string][]byte) (int64, error)
 	// Meta returns a record stored by Append.
 	Meta(key string) ([]byte, bool)
 	Close() error
@@ -118,7 +119,7 @@ func (m *MemLists) Remove(sel func(id int64) bool) (int64, error) {
 }
 
 // MergeFrom appends the entries of srcs; see Lists.
-func (m *MemLists) MergeFrom(srcs []store.Source, shift []int64) (int64, error) {
+func (m *MemLists) MergeFrom(srcs []store.Source, shift []int64, meta map[string][]byte) (int64, error) {
 	for i, s := range srcs {
 		if s.NumLists() != len(m.ids) || s.CodeSize() != m.cs {
 			return 0, fmt.Errorf("%w: source %d has %d lists of %d bytes, want %d of %d", ErrIncompatible, i, s.NumLists(), s.CodeSize(), len(m.ids), m.cs)
@@ -142,6 +143,9 @@ func (m *MemLists) MergeFrom(srcs []store.Source, shift []int64) (int64, error) 
 			m.codes[l] = append(m.codes[l], codes...)
 			n += int64(len(ids))
 		}
+	}
+	for k, v := range meta {
+		m.meta[k] = append([]byte(nil), v...)
 	}
 	return n, nil
 }
@@ -265,12 +269,8 @@ func (d *DiskLists) Remove(sel func(id int64) bool) (int64, error) {
 }
 
 // MergeFrom appends the entries of srcs with the store's two-pass merge.
-func (d *DiskLists) MergeFrom(srcs []store.Source, shift []int64) (int64, error) {
-	var opts *store.MergeOptions
-	if shift != nil {
-		opts = &store.MergeOptions{IDShift: shift}
-	}
-	return d.S.MergeFrom(srcs, opts)
+func (d *DiskLists) MergeFrom(srcs []store.Source, shift []int64, meta map[string][]byte) (int64, error) {
+	return d.S.MergeFrom(srcs, &store.MergeOptions{IDShift: shift, Meta: meta})
 }
 
 // Meta returns a record; see Lists.

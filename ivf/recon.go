@@ -2,6 +2,7 @@ package ivf
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -174,17 +175,28 @@ func (ix *Index) MergeFrom(other *Index, addID int64) error {
 	defer s.Release()
 	ix.wmu.Lock()
 	defer ix.wmu.Unlock()
-	if _, err := ix.lists.MergeFrom([]store.Source{s}, []int64{addID}); err != nil {
+	next := max(ix.nextIDValue(), other.nextIDValue()+addID)
+	k, v := NextIDRecord(next)
+	if _, err := ix.lists.MergeFrom([]store.Source{s}, []int64{addID}, map[string][]byte{k: v}); err != nil {
 		return err
 	}
 	ix.mu.Lock()
-	if n := other.nextIDValue() + addID; addID >= 0 && n > ix.nextID {
-		ix.nextID = n
-	}
+	ix.nextID = next
 	ix.direct = nil
 	ix.mu.Unlock()
 	return nil
 }
+
+// NextIDRecord is the record that tells an index the next sequential id
+// Add will give (FAISS's ntotal-based numbering made explicit); store it
+// with store.MergeOptions.Meta when merging codes into an index's lists
+// directly, so later adds continue after the merged ids.
+func NextIDRecord(next int64) (string, []byte) {
+	return metaNextID, binary.LittleEndian.AppendUint64(nil, uint64(next))
+}
+
+// NextID returns the id the next Add starts at.
+func (ix *Index) NextID() int64 { return ix.nextIDValue() }
 
 func (ix *Index) nextIDValue() int64 {
 	ix.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/shelfdb/shelf/internal/vecmath"
 	"github.com/shelfdb/shelf/pq"
@@ -129,10 +130,14 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 	// 1. Coarse scores of every (query, centroid) pair, nprobe best each,
 	// on all threads (a block of queries times the centroids is one
 	// matrix product per thread).
-	coarse := make([]float32, nq*nl)
+	coarse := getFloats(nq * nl)
+	defer putFloats(coarse)
 	sel := make([]probe, nq*nprobe)
 	sellist := make([]int32, nq*nprobe)
-	vecmath.ParallelFor(nq, 32, ix.Threads, func(lo, hi, _ int) {
+	// Few large chunks: the kernel packs the centroids once per call.
+	threads := ix.threads()
+	chunk := max(32, (nq+threads-1)/threads)
+	vecmath.ParallelFor(nq, chunk, threads, func(lo, hi, _ int) {
 		c := coarse[lo*nl : hi*nl]
 		if ix.p.Metric == InnerProduct {
 			vecmath.InnerProducts(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, c)
@@ -175,7 +180,8 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 	var m, ksub int
 	if !ix.p.Flat {
 		m, ksub = ix.pq.M, ix.pq.Ksub
-		qtab = make([]float32, nq*m*ksub)
+		qtab = getFloats(nq * m * ksub)
+		defer putFloats(qtab)
 		vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
 			for qi := lo; qi < hi; qi++ {
 				t := qtab[qi*m*ksub : (qi+1)*m*ksub]
@@ -197,7 +203,6 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 	}
 
 	// 3. Scan: workers take lists; each keeps its own per-query results.
-	threads := ix.threads()
 	type wstate struct {
 		heaps []*vecmath.TopK
 		rd    [][]float32
@@ -358,6 +363,20 @@ func (ix *Index) pairTable(table, qtab []float32, qi, l int, coarse float32, qv 
 		table[i] += coarse
 	}
 }
+
+// floatPool recycles the large per-block buffers (coarse scores, query
+// tables: megabytes per block of queries) so searches do not spend their
+// time zeroing fresh memory.
+var floatPool sync.Pool
+
+func getFloats(n int) []float32 {
+	if p, ok := floatPool.Get().(*[]float32); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]float32, n)
+}
+
+func putFloats(b []float32) { floatPool.Put(&b) }
 
 func decodeFlat(codes []byte, n, d int, buf []float32) []float32 {
 	if cap(buf) < n*d {

@@ -54,15 +54,25 @@ func (p *PQ) Prepare() {
 
 func (p *PQ) prepared() bool { return len(p.ct) == p.M*p.Dsub*p.Ksub && len(p.cn) == p.M*p.Ksub }
 
-// ipTableFast fills table with inner products using the transposed
-// centroids: table_m = sum_j q_mj * ct_mj, one Axpy per coordinate.
+// ipTableFast fills table with inner products (times scale) using the
+// transposed centroids: table_m = (scale q_m) x ct_m, one GemvT of
+// Dsub x Ksub per sub-quantizer.
 func (p *PQ) ipTableFast(q, table []float32, scale float32) {
+	var qs [64]float32
 	for m := range p.M {
-		t := table[m*p.Ksub : (m+1)*p.Ksub]
-		clear(t)
-		for j := range p.Dsub {
-			vecmath.Axpy(t, scale*q[m*p.Dsub+j], p.ct[(m*p.Dsub+j)*p.Ksub:(m*p.Dsub+j+1)*p.Ksub])
+		qm := q[m*p.Dsub : (m+1)*p.Dsub]
+		if scale != 1 && p.Dsub <= len(qs) {
+			for j, v := range qm {
+				qs[j] = scale * v
+			}
+			qm = qs[:p.Dsub]
+		} else if scale != 1 {
+			qm = make([]float32, p.Dsub)
+			for j, v := range q[m*p.Dsub : (m+1)*p.Dsub] {
+				qm[j] = scale * v
+			}
 		}
+		vecmath.GemvT(table[m*p.Ksub:(m+1)*p.Ksub], qm, p.ct[m*p.Dsub*p.Ksub:(m+1)*p.Dsub*p.Ksub], p.Ksub)
 	}
 }
 

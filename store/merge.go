@@ -20,6 +20,9 @@ type MergeOptions struct {
 	// IDShift[i], if given, is added to every id read from source i
 	// (FAISS merge_from's add_id).
 	IDShift []int64
+	// Meta records are stored in the same commit as the merged entries
+	// (the index layer keeps its id counter there).
+	Meta map[string][]byte
 }
 
 // MergeFrom appends every entry of the sources to this store's lists in
@@ -37,6 +40,11 @@ func (s *Store) MergeFrom(srcs []Source, opts *MergeOptions) (int64, error) {
 	if err != nil {
 		b.Abort()
 		return 0, err
+	}
+	if opts != nil {
+		for k, v := range opts.Meta {
+			_ = b.SetMeta(k, v)
+		}
 	}
 	if err := b.Commit(); err != nil {
 		return 0, err

@@ -32,3 +32,29 @@ func axpyGeneric(dst []float32, alpha float32, x []float32) {
 		dst[i] += alpha * x[i]
 	}
 }
+
+// GemvT sets out[k] = sum_j q[j] * mat[j*cols+k] for k < cols: a row
+// vector times a len(q) x cols matrix. PQ distance tables are this
+// product with the sub-centroids stored coordinate-major.
+func GemvT(out, q, mat []float32, cols int) {
+	if len(out) < cols || len(mat) < len(q)*cols {
+		panic(fmt.Sprintf("vecmath: GemvT of %d x %d into %d from %d floats", len(q), cols, len(out), len(mat)))
+	}
+	gemvT(out, q, mat, cols)
+}
+
+func gemvTGeneric(out, q, mat []float32, cols int) {
+	clear(out[:cols])
+	gemvTTail(out, q, mat, cols, 0)
+}
+
+// gemvTTail computes columns [from, cols) of GemvT.
+func gemvTTail(out, q, mat []float32, cols, from int) {
+	for k := from; k < cols; k++ {
+		var s float32
+		for j, v := range q {
+			s += v * mat[j*cols+k]
+		}
+		out[k] = s
+	}
+}

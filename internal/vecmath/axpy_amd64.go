@@ -31,3 +31,16 @@ func axpy(dst []float32, alpha float32, x []float32) {
 	}
 	axpyGeneric(dst[n8:], alpha, x[n8:])
 }
+
+//go:noescape
+func gemvTAVX2(out, q, mat *float32, rows, cols int)
+
+func gemvT(out, q, mat []float32, cols int) {
+	// The kernel's row stride is its column count, so it takes whole
+	// matrices of a multiple of 32 columns (PQ tables have 256).
+	if useAVX2 && cols > 0 && cols%32 == 0 && len(q) > 0 {
+		gemvTAVX2(&out[0], &q[0], &mat[0], len(q), cols)
+		return
+	}
+	gemvTGeneric(out, q, mat, cols)
+}

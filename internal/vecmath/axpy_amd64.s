@@ -87,3 +87,50 @@ axpy8:
 axpydone:
 	VZEROUPPER
 	RET
+
+// func gemvTAVX2(out, q, mat *float32, rows, cols int)
+// out[k] = sum_{j<rows} q[j] * mat[j*cols+k] for k < cols; cols a positive
+// multiple of 32, rows >= 1. Each block of 32 outputs stays in four
+// registers across all rows and is stored once.
+TEXT ·gemvTAVX2(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), DI
+	MOVQ q+8(FP), SI
+	MOVQ mat+16(FP), DX
+	MOVQ rows+24(FP), R8
+	MOVQ cols+32(FP), R9
+	MOVQ R9, R10
+	SHLQ $2, R10
+
+gemvcol:
+	CMPQ R9, $32
+	JL   gemvdone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ DX, R11
+	MOVQ SI, R12
+	MOVQ R8, CX
+
+gemvrow:
+	VBROADCASTSS (R12), Y4
+	VFMADD231PS (R11), Y4, Y0
+	VFMADD231PS 32(R11), Y4, Y1
+	VFMADD231PS 64(R11), Y4, Y2
+	VFMADD231PS 96(R11), Y4, Y3
+	ADDQ $4, R12
+	ADDQ R10, R11
+	DECQ CX
+	JNZ  gemvrow
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $128, DI
+	ADDQ $128, DX
+	SUBQ $32, R9
+	JMP  gemvcol
+
+gemvdone:
+	VZEROUPPER
+	RET

@@ -31,3 +31,27 @@ func TestAddAxpyMatchGeneric(t *testing.T) {
 		}
 	}
 }
+
+func TestGemvTMatchesGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, rows := range []int{1, 2, 4, 8, 16} {
+		for _, cols := range []int{1, 31, 32, 64, 256, 257} {
+			q := make([]float32, rows)
+			mat := make([]float32, rows*cols)
+			for i := range q {
+				q[i] = r.Float32() - 0.5
+			}
+			for i := range mat {
+				mat[i] = r.Float32() - 0.5
+			}
+			got, want := make([]float32, cols), make([]float32, cols)
+			GemvT(got, q, mat, cols)
+			gemvTGeneric(want, q, mat, cols)
+			for k := range got {
+				if d := got[k] - want[k]; d > 1e-5 || d < -1e-5 {
+					t.Fatalf("rows %d cols %d: [%d] %v, generic %v", rows, cols, k, got[k], want[k])
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,308 @@
+package tools
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shelfdb/shelf/internal/progress"
+	"github.com/shelfdb/shelf/internal/vecio"
+	"github.com/shelfdb/shelf/ivf"
+)
+
+func init() {
+	register("build", "train an IVF-PQ index on a vector file and add all of it, on disk", runBuild)
+	register("add", "add the vectors of a file to an existing index", runAdd)
+}
+
+// buildBatchRows is how many rows build and add read and add at a time:
+// memory stays at about 100k x d floats whatever the size of the file, so
+// files larger than RAM can be indexed. A variable so that tests can
+// cross batch boundaries on small files.
+var buildBatchRows = 100_000
+
+func runBuild(env *Env) error {
+	fs := newFlags(env, "build", "build --data FILE --index DIR --factory IVF1024,PQ16 [--metric l2|ip|cosine] [--train-size N] [--seed S] [--quiet]",
+		"shelf build --data sift_base.fvecs --index /tmp/sift --factory IVF1024,PQ16\nshelf build --data emb.npy --index /tmp/emb --factory IVF4096,PQ32 --metric cosine --train-size 500000")
+	data := fs.String("data", "", "vectors to index (.fvecs, .bvecs or .npy)")
+	dir := fs.String("index", "", "index directory to create (must not exist or be empty)")
+	factory := fs.String("factory", "", "index description, as FAISS's index_factory: IVF<nlist>,PQ<m>[x<nbits>] or IVF<nlist>,Flat")
+	metric := fs.String("metric", "l2", "l2, ip or cosine")
+	trainSize := fs.Int("train-size", 0, "rows sampled for training (default: min(n, max(256 x nlist, 65536)), what k-means and PQ training use anyway)")
+	seed := fs.Int64("seed", 1, "seed of the training sample and of k-means")
+	quiet := fs.Bool("quiet", false, "no progress bars")
+	if err := parse(fs, env.Args); err != nil {
+		return err
+	}
+	if *data == "" || *dir == "" || *factory == "" {
+		return fmt.Errorf("%w: --data, --index and --factory are required", errUsage)
+	}
+	if *trainSize < 0 {
+		return fmt.Errorf("%w: --train-size must not be negative", errUsage)
+	}
+	m, err := ivf.ParseMetric(*metric)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	// Refuse before the (possibly long) training, not after it.
+	if err := buildCheckNewDir(*dir); err != nil {
+		return err
+	}
+	r, err := vecio.OpenFloat32(*data)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	n, d := r.Len(), r.Dim()
+	if n == 0 || d == 0 {
+		return fmt.Errorf("%s holds no vectors", *data)
+	}
+	ix, err := ivf.NewFromFactory(*factory, d, m)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	nlist := ix.Params().NList
+	ts := *trainSize
+	if ts == 0 {
+		ts = max(256*nlist, 65536)
+	}
+	ts = min(ts, n)
+	if ts < nlist {
+		return fmt.Errorf("%d training vectors for %d lists: need at least one per list (%s has %d rows)", ts, nlist, *data, n)
+	}
+
+	start := time.Now()
+	ix.Progress = buildProgress(env, *quiet)
+	sample, err := buildSample(r, ts, *seed)
+	if err != nil {
+		return err
+	}
+	if err := ix.Train(sample, ts, &ivf.TrainOptions{Seed: *seed}); err != nil {
+		return fmt.Errorf("train on %s: %w", *data, err)
+	}
+	sample = nil
+	trainS := time.Since(start).Seconds()
+	if err := ix.ToDisk(*dir); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	added, err := buildAddAll(env, *quiet, ix, r, *data, nil)
+	if cerr := ix.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	addS := time.Since(t0).Seconds()
+	total := time.Since(start).Seconds()
+	size, _ := buildDirSize(*dir)
+	out := env.Stdout
+	fmt.Fprintf(out, "built %s: %s, %s, d=%d, from %s\n", *dir, ix.Params().Factory(), m, d, *data)
+	fmt.Fprintf(out, "  vectors   %d (trained on %d)\n", added, ts)
+	fmt.Fprintf(out, "  train     %.2f s\n", trainS)
+	fmt.Fprintf(out, "  add       %.2f s (%.0f vectors/s)\n", addS, float64(added)/max(addS, 1e-9))
+	fmt.Fprintf(out, "  total     %.2f s\n", total)
+	fmt.Fprintf(out, "  on disk   %s (%d bytes)\n", buildHuman(size), size)
+	return nil
+}
+
+func runAdd(env *Env) error {
+	fs := newFlags(env, "add", "add --index DIR --data FILE [--ids FILE] [--quiet]",
+		"shelf add --index /tmp/sift --data more.fvecs\nshelf add --index /tmp/sift --data more.npy --ids more_ids.npy")
+	dir := fs.String("index", "", "index directory (made by shelf build)")
+	data := fs.String("data", "", "vectors to add (.fvecs, .bvecs or .npy)")
+	idsFile := fs.String("ids", "", "ids of the vectors, one per row (.npy int64/int32 or .ivecs); default: sequential after the last sequential id")
+	quiet := fs.Bool("quiet", false, "no progress bars")
+	if err := parse(fs, env.Args); err != nil {
+		return err
+	}
+	if *data == "" || *dir == "" {
+		return fmt.Errorf("%w: --index and --data are required", errUsage)
+	}
+	r, err := vecio.OpenFloat32(*data)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var ids []int64
+	if *idsFile != "" {
+		n, d, v, err := vecio.ReadInt64(*idsFile)
+		if err != nil {
+			return err
+		}
+		if d != 1 && n > 0 {
+			return fmt.Errorf("%s has %d columns, want one id per row", *idsFile, d)
+		}
+		if n != r.Len() {
+			return fmt.Errorf("%s holds %d ids but %s holds %d vectors", *idsFile, n, *data, r.Len())
+		}
+		ids = v
+	}
+	ix, err := ivf.Open(*dir)
+	if err != nil {
+		return err
+	}
+	if r.Len() > 0 && r.Dim() != ix.Params().D {
+		ix.Close()
+		return fmt.Errorf("%s has dimension %d but the index in %s has dimension %d", *data, r.Dim(), *dir, ix.Params().D)
+	}
+	t0 := time.Now()
+	added, err := buildAddAll(env, *quiet, ix, r, *data, ids)
+	if cerr := ix.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	s := time.Since(t0).Seconds()
+	size, _ := buildDirSize(*dir)
+	fmt.Fprintf(env.Stdout, "added %d vectors to %s in %.2f s (%.0f vectors/s); on disk %s\n",
+		added, *dir, s, float64(added)/max(s, 1e-9), buildHuman(size))
+	return nil
+}
+
+// buildCheckNewDir refuses a directory that already holds anything: an
+// index there would be clobbered, and files of something else mixed with
+// an index's.
+func buildCheckNewDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "model.shelf")); err == nil {
+		return fmt.Errorf("%s already holds an index (use shelf add to add to it, or remove it first)", dir)
+	}
+	return fmt.Errorf("%s exists and is not empty", dir)
+}
+
+// buildSample reads ts rows chosen uniformly at random (seeded) without
+// reading the whole file: Floyd's algorithm picks the rows in O(ts)
+// memory, and reading them in file order keeps the reads mostly forward.
+func buildSample(r *vecio.Reader, ts int, seed int64) ([]float32, error) {
+	n, d := r.Len(), r.Dim()
+	out := make([]float32, ts*d)
+	if ts == n {
+		return out, r.ReadRows(0, n, out)
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0xb01d))
+	chosen := make(map[int]struct{}, ts)
+	rows := make([]int, 0, ts)
+	for j := n - ts; j < n; j++ {
+		t := rng.IntN(j + 1)
+		if _, dup := chosen[t]; dup {
+			t = j
+		}
+		chosen[t] = struct{}{}
+		rows = append(rows, t)
+	}
+	slices.Sort(rows)
+	// Read runs of consecutive rows with one call each.
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && rows[j] == rows[j-1]+1 {
+			j++
+		}
+		if err := r.ReadRows(rows[i], j-i, out[i*d:j*d]); err != nil {
+			return nil, err
+		}
+		i = j
+	}
+	return out, nil
+}
+
+// buildAddAll streams the rows of r into ix, buildBatchRows at a time,
+// with the given ids or sequential ones, and returns how many it added.
+func buildAddAll(env *Env, quiet bool, ix *ivf.Index, r *vecio.Reader, name string, ids []int64) (int64, error) {
+	n, d := r.Len(), r.Dim()
+	b := bar(env, quiet, "add", "vectors", int64(n))
+	defer b.Finish()
+	buf := make([]float32, min(n, buildBatchRows)*d)
+	done := 0
+	for done < n {
+		k, err := r.Read(buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return int64(done), err
+		}
+		x := buf[:k*d]
+		if ids == nil {
+			_, err = ix.Add(x, k)
+		} else {
+			err = ix.AddWithIDs(x, k, ids[done:done+k])
+		}
+		if err != nil {
+			return int64(done), fmt.Errorf("add rows %d..%d of %s: %w", done, done+k, name, err)
+		}
+		done += k
+		b.Set(int64(done), 0)
+	}
+	return int64(done), nil
+}
+
+// buildProgress draws one bar per training stage; the add stage is left
+// out because buildAddAll draws one bar for the whole file, not one per
+// batch.
+func buildProgress(env *Env, quiet bool) func(stage string, done, total int64) {
+	bars := map[string]*progress.Bar{}
+	return func(stage string, done, total int64) {
+		if stage == "add" {
+			return
+		}
+		b, ok := bars[stage]
+		if !ok {
+			b = bar(env, quiet, stage, "", total)
+			bars[stage] = b
+		}
+		b.Set(done, 0)
+		if done >= total {
+			b.Finish()
+		}
+	}
+}
+
+// buildDirSize is the bytes of the regular files under dir.
+func buildDirSize(dir string) (int64, error) {
+	var size int64
+	err := filepath.WalkDir(dir, func(_ string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.Type().IsRegular() {
+			info, err := e.Info()
+			if err != nil {
+				return err
+			}
+			size += info.Size()
+		}
+		return nil
+	})
+	return size, err
+}
+
+func buildHuman(b int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	f := float64(b)
+	i := 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", b)
+	}
+	return strings.TrimSuffix(fmt.Sprintf("%.1f", f), ".0") + " " + units[i]
+}
