@@ -107,10 +107,11 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// bar starts a progress bar on stderr: drawn on a terminal, silent
-// otherwise, never with quiet.
+// bar starts a progress bar on stderr: drawn with its ETA on a terminal;
+// elsewhere a plain line every 10 s for operations that last that long
+// (nothing for short ones); never with quiet.
 func bar(env *Env, quiet bool, label, unit string, total int64) *progress.Bar {
-	mode := progress.Auto
+	mode := progress.AutoLines
 	if quiet {
 		mode = progress.Quiet
 	}

@@ -32,9 +32,12 @@ type Mode int
 const (
 	// Auto draws a bar on a terminal and stays silent otherwise.
 	Auto Mode = iota
-	// Lines prints a plain line every Interval (default 10 s) and one at
-	// the end, whatever the output is: for logs.
+	// Lines prints a plain line every 10 s, and one at the end if it
+	// printed any: long operations leave a trace in logs, short ones
+	// nothing.
 	Lines
+	// AutoLines draws a bar on a terminal and prints Lines otherwise.
+	AutoLines
 	// Quiet shows nothing.
 	Quiet
 )
@@ -54,6 +57,7 @@ type Bar struct {
 	interval time.Duration
 	tty      bool
 	silent   bool
+	printed  bool
 	finished bool
 	now      func() time.Time
 }
@@ -72,6 +76,12 @@ func New(w io.Writer, mode Mode, label, unit string, total int64) *Bar {
 		b.interval = 100 * time.Millisecond
 	case Lines:
 		b.interval = 10 * time.Second
+	case AutoLines:
+		b.tty = IsTerminal(w)
+		b.interval = 10 * time.Second
+		if b.tty {
+			b.interval = 100 * time.Millisecond
+		}
 	}
 	b.last = b.start
 	return b
@@ -112,7 +122,7 @@ func (b *Bar) Finish() {
 		return
 	}
 	b.finished = true
-	if !b.silent {
+	if !b.silent && (b.tty || b.printed) {
 		b.draw(b.now(), true)
 	}
 }
@@ -150,6 +160,7 @@ func (b *Bar) text(t time.Time, final bool) string {
 }
 
 func (b *Bar) draw(t time.Time, final bool) {
+	b.printed = true
 	s := b.text(t, final)
 	if !b.tty {
 		fmt.Fprintln(b.w, s)

@@ -44,6 +44,16 @@ func TestLinesWithETA(t *testing.T) {
 	}
 }
 
+func TestLinesSilentWhenShort(t *testing.T) {
+	var buf bytes.Buffer
+	b := New(&buf, AutoLines, "add", "vectors", 10)
+	b.Add(10)
+	b.Finish()
+	if buf.Len() != 0 {
+		t.Fatalf("a short operation printed %q off a terminal", buf.String())
+	}
+}
+
 func TestQuietAndNil(t *testing.T) {
 	var buf bytes.Buffer
 	b := New(&buf, Quiet, "x", "y", 10)
