@@ -58,6 +58,18 @@ func TestDemoBinary(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "idx", "model.shelf")); err != nil {
 		t.Fatalf("demo --dir left no index: %v", err)
 	}
+	// The demo's JSON lines are what shelf plot draws.
+	results := filepath.Join(dir, "demo.jsonl")
+	if err := os.WriteFile(results, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	png := filepath.Join(dir, "recall-qps.png")
+	if out, err := exec.Command(bin, "plot", "--results", results, "--out", png).CombinedOutput(); err != nil {
+		t.Fatalf("shelf plot: %v\n%s", err, out)
+	}
+	if st, err := os.Stat(png); err != nil || st.Size() < 1000 {
+		t.Fatalf("plot wrote no picture: %v", err)
+	}
 }
 
 func TestUsageErrors(t *testing.T) {
