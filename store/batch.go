@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -26,7 +27,8 @@ type Batch struct {
 	wrote      bool
 	rewriteAll bool // list numbering changed: rewrite every row
 	gen        uint64
-	bufs       map[int]*listBuf // entries appended but not yet written
+	bufs       listBufs      // entries appended but not yet written
+	spread     []spreadChunk // AddSpread calls not yet sorted into bufs
 	bufBytes   uint64
 	err        error
 	done       bool
@@ -46,7 +48,7 @@ func (s *Store) Begin() (*Batch, error) {
 	cur := s.current()
 	return &Batch{
 		s: s, d: newDraft(cur.tab), nlist: cur.nlist, gen: cur.gen,
-		allocated: map[uint64]uint64{}, user: map[string][]byte{}, bufs: map[int]*listBuf{},
+		allocated: map[uint64]uint64{}, user: map[string][]byte{}, bufs: newListBufs(cur.nlist),
 	}, nil
 }
 
@@ -98,9 +100,10 @@ func (b *Batch) ListLen(l int) (int, error) {
 		return 0, err
 	}
 	n := b.d.get(l).size
-	if lb := b.bufs[l]; lb != nil {
+	if lb := b.bufs.peek(l); lb != nil {
 		n += uint64(len(lb.ids))
 	}
+	n += uint64(b.bufs.count(int64(l)))
 	return int(n), nil
 }
 
@@ -116,11 +119,10 @@ func (b *Batch) Add(l int, ids []int64, codes []byte) (int, error) {
 	if uint64(len(codes)) != uint64(len(ids))*cs {
 		return 0, fmt.Errorf("%w: %d bytes of codes for %d ids of %d bytes (list %d)", ErrCodeSize, len(codes), len(ids), cs, l)
 	}
-	lb := b.bufs[l]
-	if lb == nil {
-		lb = &listBuf{}
-		b.bufs[l] = lb
+	if len(b.spread) > 0 {
+		b.absorbSpread()
 	}
+	lb := b.bufs.get(l)
 	pos := int(b.d.get(l).size) + len(lb.ids)
 	lb.ids = append(lb.ids, ids...)
 	lb.codes = append(lb.codes, codes...)
@@ -151,18 +153,13 @@ func (b *Batch) AddSpread(lists []int64, ids []int64, codes []byte) error {
 	if b.err != nil {
 		return b.err
 	}
-	var last int64 = -1
-	var lb *listBuf
-	for i, l := range lists {
-		if l != last {
-			if lb = b.bufs[int(l)]; lb == nil {
-				lb = &listBuf{}
-				b.bufs[int(l)] = lb
-			}
-			last = l
-		}
-		lb.ids = append(lb.ids, ids[i])
-		lb.codes = append(lb.codes, codes[i*cs:(i+1)*cs]...)
+	// Keep the call's entries as they are (one copy); they are sorted
+	// into their lists once per commit by absorbSpread, so a batch spread
+	// over many lists costs no per-entry lookups or buffer growth here.
+	b.spread = append(b.spread, spreadChunk{
+		lists: slices.Clone(lists), ids: slices.Clone(ids), codes: slices.Clone(codes)})
+	for _, l := range lists {
+		b.bufs.addCount(l)
 	}
 	b.bufBytes += uint64(len(codes) + 8*len(ids))
 	if b.bufBytes > flushBufLimit {
@@ -291,8 +288,11 @@ func (b *Batch) Clear(l int) error {
 	if err := b.check(l); err != nil {
 		return err
 	}
-	if lb := b.bufs[l]; lb != nil {
-		delete(b.bufs, l)
+	if len(b.spread) > 0 {
+		b.absorbSpread()
+	}
+	if lb := b.bufs.peek(l); lb != nil {
+		b.bufs.drop(l)
 		b.bufBytes -= uint64(len(lb.codes) + 8*len(lb.ids))
 	}
 	e := b.d.get(l)
@@ -455,7 +455,8 @@ func (b *Batch) rollback() {
 	}
 	b.allocated = nil
 	b.freed = nil
-	b.bufs = nil
+	b.bufs = listBufs{}
+	b.spread = nil
 }
 
 // Commit makes the batch durable and visible: flush the data written, then

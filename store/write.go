@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -256,16 +257,151 @@ type listBuf struct {
 	codes []byte
 }
 
+// listBufs maps list numbers to their buffered entries and counts the
+// entries AddSpread holds for each: slices indexed by list up to 64K
+// lists (no hashing on the add path), maps beyond, so a batch never
+// allocates memory proportional to a huge nlist.
+type listBufs struct {
+	arr     []*listBuf
+	m       map[int]*listBuf
+	touched []int
+	cnt     []int32
+	cntMap  map[int64]int32
+	nlist   int
+}
+
+const listBufsSliceMax = 1 << 16
+
+func newListBufs(nlist int) listBufs {
+	if nlist <= listBufsSliceMax {
+		return listBufs{arr: make([]*listBuf, nlist), nlist: nlist}
+	}
+	return listBufs{m: map[int]*listBuf{}, cntMap: map[int64]int32{}, nlist: nlist}
+}
+
+func (lb *listBufs) addCount(l int64) {
+	if lb.cntMap != nil {
+		lb.cntMap[l]++
+		return
+	}
+	if lb.cnt == nil {
+		lb.cnt = make([]int32, lb.nlist)
+	}
+	lb.cnt[l]++
+}
+
+func (lb *listBufs) count(l int64) int {
+	if lb.cntMap != nil {
+		return int(lb.cntMap[l])
+	}
+	if lb.cnt == nil {
+		return 0
+	}
+	return int(lb.cnt[l])
+}
+
+func (lb *listBufs) clearCount(l int64) {
+	if lb.cntMap != nil {
+		delete(lb.cntMap, l)
+	} else if lb.cnt != nil {
+		lb.cnt[l] = 0
+	}
+}
+
+// peek returns list l's buffer or nil.
+func (lb *listBufs) peek(l int) *listBuf {
+	if lb.arr != nil {
+		return lb.arr[l]
+	}
+	return lb.m[l]
+}
+
+// get returns list l's buffer, creating it.
+func (lb *listBufs) get(l int) *listBuf {
+	if b := lb.peek(l); b != nil {
+		return b
+	}
+	b := &listBuf{}
+	if lb.arr != nil {
+		lb.arr[l] = b
+	} else {
+		lb.m[l] = b
+	}
+	lb.touched = append(lb.touched, l)
+	return b
+}
+
+func (lb *listBufs) drop(l int) {
+	if lb.arr != nil {
+		lb.arr[l] = nil
+	} else {
+		delete(lb.m, l)
+	}
+}
+
+// lists returns the lists with buffered entries, in order.
+func (lb *listBufs) lists() []int {
+	out := make([]int, 0, len(lb.touched))
+	for _, l := range lb.touched {
+		if lb.peek(l) != nil {
+			out = append(out, l)
+		}
+	}
+	sort.Ints(out)
+	return slices.Compact(out)
+}
+
+func (lb *listBufs) reset() {
+	for _, l := range lb.touched {
+		lb.drop(l)
+	}
+	lb.touched = lb.touched[:0]
+}
+
+// spreadChunk is one AddSpread call, kept whole until absorbSpread.
+type spreadChunk struct {
+	lists, ids []int64
+	codes      []byte
+}
+
+// absorbSpread sorts the pending AddSpread entries into the per-list
+// buffers, in call order: each list's buffer grows once, by the count
+// AddSpread kept.
+func (b *Batch) absorbSpread() {
+	cs := int(b.s.conf.codeSize)
+	for _, ch := range b.spread {
+		for _, l := range ch.lists {
+			if c := b.bufs.count(l); c > 0 {
+				lb := b.bufs.get(int(l))
+				lb.ids = slices.Grow(lb.ids, c)
+				lb.codes = slices.Grow(lb.codes, c*cs)
+				b.bufs.clearCount(l)
+			}
+		}
+	}
+	for _, ch := range b.spread {
+		for i, l := range ch.lists {
+			lb := b.bufs.peek(int(l))
+			lb.ids = append(lb.ids, ch.ids[i])
+			lb.codes = append(lb.codes, ch.codes[i*cs:(i+1)*cs]...)
+		}
+	}
+	b.spread = b.spread[:0]
+}
+
 // flushBufLimit bounds the memory a batch buffers before writing.
 const flushBufLimit = 64 << 20
 
 // flushList writes list l's buffered entries right away.
 func (b *Batch) flushList(l int) error {
-	lb := b.bufs[l]
+	if len(b.spread) > 0 {
+		b.absorbSpread()
+	}
+	lb := b.bufs.peek(l)
 	if lb == nil {
 		return nil
 	}
-	delete(b.bufs, l)
+	b.bufs.drop(l)
 	b.bufBytes -= uint64(len(lb.codes) + 8*len(lb.ids))
 	return b.appendNow(l, lb.ids, lb.codes)
 }
@@ -274,17 +410,16 @@ func (b *Batch) flushList(l int) error {
 // in place; the others move to slots of the next power of two, packed
 // together so they are written sequentially.
 func (b *Batch) flushAll() error {
-	if len(b.bufs) == 0 {
+	if len(b.spread) > 0 {
+		b.absorbSpread()
+	}
+	ls := b.bufs.lists()
+	if len(ls) == 0 {
 		return nil
 	}
-	ls := make([]int, 0, len(b.bufs))
-	for l := range b.bufs {
-		ls = append(ls, l)
-	}
-	sort.Ints(ls)
 	var jobs []slotJob
 	for _, l := range ls {
-		lb := b.bufs[l]
+		lb := b.bufs.peek(l)
 		e := b.d.get(l)
 		final := e.size + uint64(len(lb.ids))
 		if final <= e.cap && (b.fresh(e) || e.size == e.hwm) {
@@ -310,7 +445,7 @@ func (b *Batch) flushAll() error {
 				return nil
 			}})
 	}
-	b.bufs = map[int]*listBuf{}
+	b.bufs.reset()
 	b.bufBytes = 0
 	return b.placeJobs(jobs, true, nil)
 }
