@@ -8,6 +8,7 @@ require (
 	github.com/google/btree v1.1.3
 	golang.org/x/image v0.15.0
 	golang.org/x/sys v0.50.0
+	gorgonia.org/cu v0.9.6
 )
 
 require (
@@ -41,5 +42,4 @@ require (
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
 	golang.org/x/text v0.14.0 // indirect
 	google.golang.org/protobuf v1.33.0 // indirect
-	gorgonia.org/cu v0.9.6 // indirect
 )

@@ -1,0 +1,20 @@
+//go:build !cuda
+
+package gpu
+
+// Available reports whether a CUDA GPU can be used: never in a build
+// without -tags cuda.
+func Available() bool { return false }
+
+// Scanner scans lists on a GPU; in a build without -tags cuda none can
+// be made.
+type Scanner struct{}
+
+// NewScanner returns ErrNoCUDA: this build has no GPU code.
+func NewScanner(Options) (*Scanner, error) { return nil, ErrNoCUDA }
+
+// Scan returns ErrNoCUDA.
+func (*Scanner) Scan(*Request, ListSource) ([]float32, []int64, error) { return nil, nil, ErrNoCUDA }
+
+// Close does nothing.
+func (*Scanner) Close() error { return nil }

@@ -1,0 +1,355 @@
+package ivf
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/shelfdb/shelf/internal/vecmath"
+	"github.com/shelfdb/shelf/pq"
+)
+
+// ScanRequest is one block of queries with the lists they probe: the part
+// of a search that a GPU can take over. The distance table of a pair
+// (query q, list l) is, entry by entry,
+//
+//	QTables[q] + ListTables(l)            (the second term when ListTables != nil)
+//
+// with the pair's coarse term added to every entry of sub-table 0, so
+// summing one entry per sub-quantizer gives the score of a code; smaller
+// is better. Every field has an unnamed type, so a package that may not
+// import ivf (gpu/) can declare a struct with the same fields and callers
+// convert between the two with a plain type conversion.
+//
+// Probes are stored by list (CSR): a scanner reads or uploads each probed
+// list once per block, however many queries probe it.
+type ScanRequest struct {
+	NQ   int // queries in the block
+	K    int // results per query, > 0
+	M    int // sub-quantizers: bytes per code
+	Ksub int // entries per sub-table; 256 (8-bit codes)
+	// QTables holds NQ x M*Ksub floats: the per-query term.
+	QTables []float32
+	// ListTables returns the M*Ksub per-list term of a list (FAISS's
+	// precomputed table), or is nil when tables depend on the query only.
+	ListTables func(list int) []float32
+	// Lists are the distinct probed lists.
+	Lists []int
+	// The probes of Lists[i] are ProbeQuery[j], ProbeCoarse[j] for j in
+	// [ProbeStart[i], ProbeStart[i+1]); ProbeStart has len(Lists)+1 entries.
+	ProbeStart []int
+	// ProbeQuery is the query (in [0, NQ)) of each probe.
+	ProbeQuery []int32
+	// ProbeCoarse is the term shared by every code of the pair (0 when
+	// the index does not encode residuals).
+	ProbeCoarse []float32
+}
+
+// ListSource reads one inverted list: ids and codes of its entries. A
+// Snapshot is one; the method set uses unnamed types only, so any
+// package's scanner accepts it without importing ivf.
+type ListSource interface {
+	ReadList(list int) (ids []int64, codes []byte, err error)
+}
+
+// Scanner scans the probed lists of a block of queries and returns, for
+// each query, the K best (score, id) pairs sorted by score then id,
+// NQ*K of each, padded with +Inf and id -1. Scores are internal (smaller
+// is better); Index.SearchWith turns them into the metric's values.
+// CPUScanner and the GPU scanner of package gpu (through a one-line
+// adapter in a package that imports both) implement it with identical
+// results.
+type Scanner interface {
+	Scan(req *ScanRequest, src ListSource) (dist []float32, ids []int64, err error)
+	Close() error
+}
+
+// Validate checks the shape of r so that a scanner can index its slices
+// without further checks.
+func (r *ScanRequest) Validate() error {
+	switch {
+	case r.NQ < 0 || r.K <= 0 || r.M <= 0 || r.Ksub != 256:
+		return fmt.Errorf("%w: scan request nq=%d k=%d m=%d ksub=%d", ErrInput, r.NQ, r.K, r.M, r.Ksub)
+	case len(r.QTables) < r.NQ*r.M*r.Ksub:
+		return fmt.Errorf("%w: %d query-table floats for %d queries", ErrInput, len(r.QTables), r.NQ)
+	case len(r.ProbeStart) != len(r.Lists)+1 || r.ProbeStart[0] != 0:
+		return fmt.Errorf("%w: %d probe offsets for %d lists", ErrInput, len(r.ProbeStart), len(r.Lists))
+	}
+	np := r.ProbeStart[len(r.Lists)]
+	if len(r.ProbeQuery) != np || len(r.ProbeCoarse) != np {
+		return fmt.Errorf("%w: %d probes, %d queries, %d coarse terms", ErrInput, np, len(r.ProbeQuery), len(r.ProbeCoarse))
+	}
+	for i := range r.Lists {
+		if r.ProbeStart[i+1] < r.ProbeStart[i] {
+			return fmt.Errorf("%w: probe offsets decrease at list %d", ErrInput, i)
+		}
+	}
+	for _, q := range r.ProbeQuery {
+		if q < 0 || int(q) >= r.NQ {
+			return fmt.Errorf("%w: probe of query %d in a block of %d", ErrInput, q, r.NQ)
+		}
+	}
+	return nil
+}
+
+// CPUScanner is the Scanner of the CPU: the same tables and scan loop as
+// Index.Search (pq.ScanTopK into per-query heaps), so both give identical
+// results; it is the reference the GPU scanner is checked against.
+type CPUScanner struct {
+	// Threads bounds the goroutines (0: GOMAXPROCS).
+	Threads int
+}
+
+// Close releases nothing: a CPUScanner holds no resources.
+func (*CPUScanner) Close() error { return nil }
+
+// Scan implements Scanner.
+func (s *CPUScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []int64, error) {
+	if err := req.Validate(); err != nil {
+		return nil, nil, err
+	}
+	nq, k, m, mk := req.NQ, req.K, req.M, req.M*req.Ksub
+	threads := vecmath.Threads(s.Threads)
+	type wstate struct {
+		heaps []*vecmath.TopK
+		table []float32
+		err   error
+	}
+	ws := make([]wstate, threads)
+	for w := range ws {
+		ws[w].heaps = make([]*vecmath.TopK, nq)
+		ws[w].table = make([]float32, mk)
+	}
+	vecmath.ParallelFor(len(req.Lists), 1, threads, func(lo, hi, w int) {
+		st := &ws[w]
+		for i := lo; i < hi && st.err == nil; i++ {
+			l := req.Lists[i]
+			ids, codes, err := src.ReadList(l)
+			if err != nil {
+				st.err = err
+				return
+			}
+			n := len(ids)
+			if n == 0 {
+				continue
+			}
+			if len(codes) < n*m {
+				st.err = fmt.Errorf("%w: list %d has %d code bytes for %d entries of %d", ErrCorrupt, l, len(codes), n, m)
+				return
+			}
+			var lt []float32
+			if req.ListTables != nil {
+				lt = req.ListTables(l)
+			}
+			for j := req.ProbeStart[i]; j < req.ProbeStart[i+1]; j++ {
+				qi := int(req.ProbeQuery[j])
+				qt := req.QTables[qi*mk : (qi+1)*mk]
+				// Same operations, in the same order, as Index.pairTable.
+				if lt != nil {
+					vecmath.Add(st.table, lt[:mk], qt)
+				} else {
+					copy(st.table, qt)
+				}
+				if c := req.ProbeCoarse[j]; c != 0 {
+					for e := 0; e < req.Ksub; e++ {
+						st.table[e] += c
+					}
+				}
+				h := st.heaps[qi]
+				if h == nil {
+					h = vecmath.NewTopK(k)
+					st.heaps[qi] = h
+				}
+				pq.ScanTopK(st.table, m, codes, ids, n, k, h)
+			}
+		}
+	})
+	var errs []error
+	for _, st := range ws {
+		errs = append(errs, st.err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	dist := make([]float32, nq*k)
+	out := make([]int64, nq*k)
+	final := vecmath.NewTopK(k)
+	inf := float32(math.Inf(1))
+	for qi := 0; qi < nq; qi++ {
+		final.Reset(k)
+		for w := range ws {
+			if h := ws[w].heaps[qi]; h != nil {
+				hd, hid := h.Sorted()
+				for j := range hd {
+					final.Push(hd[j], hid[j])
+				}
+			}
+		}
+		fd, fid := final.Sorted()
+		for j := 0; j < k; j++ {
+			if j < len(fd) {
+				dist[qi*k+j], out[qi*k+j] = fd[j], fid[j]
+			} else {
+				dist[qi*k+j], out[qi*k+j] = inf, -1
+			}
+		}
+	}
+	return dist, out, nil
+}
+
+// ErrScannerUnsupported is returned by SearchWith for indexes whose
+// distance tables are not a sum of a per-query and a per-list term:
+// IVF-Flat, and L2 on residuals without precomputed tables (whose tables
+// are computed per pair from the residual).
+var ErrScannerUnsupported = errors.New("ivf: index configuration not supported by scanners")
+
+// SearchWith is Search with the list scan done by s: the coarse step,
+// the probe selection and the per-query tables are Search's; s receives
+// one ScanRequest per block of queries. With a CPUScanner the results are
+// identical to Search's.
+func (ix *Index) SearchWith(q []float32, nq, k, nprobe int, s Scanner) ([]float32, []int64, error) {
+	if k <= 0 {
+		return nil, nil, fmt.Errorf("%w: k = %d", ErrInput, k)
+	}
+	if !ix.trained {
+		return nil, nil, ErrNotTrained
+	}
+	if nprobe <= 0 {
+		return nil, nil, fmt.Errorf("%w: nprobe = %d", ErrInput, nprobe)
+	}
+	if ix.p.Flat || (ix.p.ByResidual && ix.p.Metric != InnerProduct && ix.precomp == nil) {
+		return nil, nil, ErrScannerUnsupported
+	}
+	nprobe = min(nprobe, ix.p.NList)
+	qs, err := ix.checkVectors(q, nq)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := ix.lists.Snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer snap.Release()
+	d := ix.p.D
+	dist := make([]float32, nq*k)
+	ids := make([]int64, nq*k)
+	pad := float32(math.Inf(1))
+	if ix.p.Metric.higherIsBetter() {
+		pad = float32(math.Inf(-1))
+	}
+	for lo := 0; lo < nq; lo += queryBlock {
+		hi := min(lo+queryBlock, nq)
+		req := ix.scanRequest(qs[lo*d:hi*d], hi-lo, nprobe, k)
+		snap.Prefetch(req.Lists)
+		bd, bi, err := s.Scan(req, snap)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(bd) != req.NQ*k || len(bi) != req.NQ*k {
+			return nil, nil, fmt.Errorf("ivf: scanner returned %d distances and %d ids for %d queries x %d", len(bd), len(bi), req.NQ, k)
+		}
+		for j := range bd {
+			v := bd[j]
+			switch {
+			case bi[j] < 0:
+				v = pad
+			case ix.p.Metric == InnerProduct:
+				v = -v
+			case ix.p.Metric == Cosine:
+				v = 1 - v/2
+			}
+			dist[lo*k+j], ids[lo*k+j] = v, bi[j]
+		}
+	}
+	return dist, ids, nil
+}
+
+// scanRequest does the coarse step and the per-query tables of a block of
+// queries exactly as scanBlock does (same kernels, same chunking), so the
+// probes and tables handed to a Scanner are bit-identical to Search's.
+func (ix *Index) scanRequest(qs []float32, nq, nprobe, k int) *ScanRequest {
+	d, nl := ix.p.D, ix.p.NList
+	coarse := getFloats(nq * nl)
+	defer putFloats(coarse)
+	sel := make([]probe, nq*nprobe)
+	sellist := make([]int32, nq*nprobe)
+	threads := ix.threads()
+	chunk := max(32, (nq+threads-1)/threads)
+	vecmath.ParallelFor(nq, chunk, threads, func(lo, hi, _ int) {
+		c := coarse[lo*nl : hi*nl]
+		if ix.p.Metric == InnerProduct {
+			vecmath.InnerProducts(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, c)
+			for i := range c {
+				c[i] = -c[i]
+			}
+		} else {
+			vecmath.L2SqrBatch(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, ix.cnorms, c)
+		}
+		heap := vecmath.NewTopK(nprobe)
+		for qi := lo; qi < hi; qi++ {
+			heap.Reset(nprobe)
+			for l, v := range coarse[qi*nl : (qi+1)*nl] {
+				if v < heap.Threshold() || heap.Len() < nprobe {
+					heap.Push(v, int64(l))
+				}
+			}
+			ds, ls := heap.Sorted()
+			for j, l := range ls {
+				sel[qi*nprobe+j] = probe{int32(qi), ds[j]}
+				sellist[qi*nprobe+j] = int32(l)
+			}
+		}
+	})
+	m, ksub := ix.pq.M, ix.pq.Ksub
+	mk := m * ksub
+	req := &ScanRequest{NQ: nq, K: k, M: m, Ksub: ksub, QTables: make([]float32, nq*mk)}
+	// Counting sort of the probes by list.
+	count := make([]int, nl+1)
+	for _, l := range sellist {
+		count[l+1]++
+	}
+	for l := 0; l < nl; l++ {
+		if count[l+1] > 0 {
+			req.Lists = append(req.Lists, l)
+		}
+		count[l+1] += count[l]
+	}
+	req.ProbeStart = make([]int, 0, len(req.Lists)+1)
+	for _, l := range req.Lists {
+		req.ProbeStart = append(req.ProbeStart, count[l])
+	}
+	req.ProbeStart = append(req.ProbeStart, len(sel))
+	req.ProbeQuery = make([]int32, len(sel))
+	req.ProbeCoarse = make([]float32, len(sel))
+	residual := ix.p.ByResidual // IP by residual or L2 with precomputed tables
+	for i, pr := range sel {
+		p := count[sellist[i]]
+		count[sellist[i]]++
+		req.ProbeQuery[p] = pr.q
+		if residual {
+			req.ProbeCoarse[p] = pr.coarse
+		}
+	}
+	if residual && ix.p.Metric != InnerProduct {
+		req.ListTables = func(l int) []float32 { return ix.precomp[l*mk : (l+1)*mk] }
+	}
+	vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
+		for qi := lo; qi < hi; qi++ {
+			t := req.QTables[qi*mk : (qi+1)*mk]
+			qv := qs[qi*d : (qi+1)*d]
+			switch {
+			case ix.p.Metric == InnerProduct:
+				ix.pq.ComputeInnerProductTable(qv, t)
+				for i := range t {
+					t[i] = -t[i]
+				}
+			case !ix.p.ByResidual:
+				ix.pq.ComputeDistanceTable(qv, t)
+			default:
+				ix.pq.ComputeInnerProductTable(qv, t)
+				vecmath.Axpy(t, -3, t) // t = -2 t
+			}
+		}
+	})
+	return req
+}

@@ -1,0 +1,99 @@
+package ivf
+
+import (
+	"errors"
+	"math"
+	"testing"
+)
+
+// TestSearchWithCPUScanner checks that routing the list scan through the
+// Scanner interface changes nothing: ids and distances are bit-identical
+// to Search for every table configuration a scanner supports, including
+// blocks larger than queryBlock, k larger than some lists and padding.
+func TestSearchWithCPUScanner(t *testing.T) {
+	const n, d = 4000, 32
+	x := blobs(n, d, 20, 7)
+	cases := []struct {
+		name     string
+		factory  string
+		metric   Metric
+		residual bool
+	}{
+		{"L2 precomputed", "IVF32,PQ8", L2, true},
+		{"L2 no residual", "IVF32,PQ8", L2, false},
+		{"inner product residual", "IVF32,PQ16", InnerProduct, true},
+		{"cosine", "IVF16,PQ8", Cosine, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ix, err := NewFromFactory(c.factory, d, c.metric)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ix.p.ByResidual = c.residual
+			if err := ix.Train(x, n, &TrainOptions{Seed: 3}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ix.Add(x, n); err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct{ nq, k, nprobe int }{{1, 1, 1}, {37, 10, 4}, {queryBlock + 5, 20, 3}, {5, 1500, 2}} {
+				q := blobs(tc.nq, d, 20, uint64(11+tc.nq))
+				wd, wi, err := ix.Search(q, tc.nq, tc.k, tc.nprobe)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gd, gi, err := ix.SearchWith(q, tc.nq, tc.k, tc.nprobe, &CPUScanner{Threads: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				padded := 0
+				for j := range wi {
+					if wi[j] != gi[j] || math.Float32bits(wd[j]) != math.Float32bits(gd[j]) {
+						t.Fatalf("nq=%d k=%d nprobe=%d result %d: Search (%v, %d), SearchWith (%v, %d)",
+							tc.nq, tc.k, tc.nprobe, j, wd[j], wi[j], gd[j], gi[j])
+					}
+					if wi[j] < 0 {
+						padded++
+					}
+				}
+				if tc.k == 1500 && padded == 0 {
+					t.Fatalf("k=%d over %d probes padded nothing: the padding path went untested", tc.k, tc.nprobe)
+				}
+			}
+		})
+	}
+}
+
+func TestSearchWithUnsupported(t *testing.T) {
+	const n, d = 1000, 16
+	x := blobs(n, d, 10, 1)
+	ix, err := NewFromFactory("IVF8,Flat", d, L2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Train(x, n, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ix.SearchWith(x[:d], 1, 1, 1, &CPUScanner{}); !errors.Is(err, ErrScannerUnsupported) {
+		t.Fatalf("IVF-Flat: err = %v, want ErrScannerUnsupported", err)
+	}
+}
+
+func TestScanRequestValidate(t *testing.T) {
+	ok := ScanRequest{NQ: 1, K: 1, M: 1, Ksub: 256, QTables: make([]float32, 256),
+		Lists: []int{3}, ProbeStart: []int{0, 1}, ProbeQuery: []int32{0}, ProbeCoarse: []float32{0}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := ok
+	bad.ProbeQuery = []int32{1}
+	if err := bad.Validate(); !errors.Is(err, ErrInput) {
+		t.Fatalf("query out of range: err = %v", err)
+	}
+	bad = ok
+	bad.ProbeStart = []int{0}
+	if err := bad.Validate(); !errors.Is(err, ErrInput) {
+		t.Fatalf("short offsets: err = %v", err)
+	}
+}
