@@ -97,7 +97,8 @@ func runBuild(env *Env) error {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		// Adds commit batch by batch: what was committed stays valid.
+		return fmt.Errorf("%w (%s keeps what was committed before the error, at least %d vectors: remove it to start over)", err, *dir, added)
 	}
 	addS := time.Since(t0).Seconds()
 	total := time.Since(start).Seconds()
