@@ -269,37 +269,7 @@ func (ix *Index) SearchWith(q []float32, nq, k, nprobe int, s Scanner) ([]float3
 // probes and tables handed to a Scanner are bit-identical to Search's.
 func (ix *Index) scanRequest(qs []float32, nq, nprobe, k int) *ScanRequest {
 	d, nl := ix.p.D, ix.p.NList
-	coarse := getFloats(nq * nl)
-	defer putFloats(coarse)
-	sel := make([]probe, nq*nprobe)
-	sellist := make([]int32, nq*nprobe)
-	threads := ix.threads()
-	chunk := max(32, (nq+threads-1)/threads)
-	vecmath.ParallelFor(nq, chunk, threads, func(lo, hi, _ int) {
-		c := coarse[lo*nl : hi*nl]
-		if ix.p.Metric == InnerProduct {
-			vecmath.InnerProducts(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, c)
-			for i := range c {
-				c[i] = -c[i]
-			}
-		} else {
-			vecmath.L2SqrBatch(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, ix.cnorms, c)
-		}
-		heap := vecmath.NewTopK(nprobe)
-		for qi := lo; qi < hi; qi++ {
-			heap.Reset(nprobe)
-			for l, v := range coarse[qi*nl : (qi+1)*nl] {
-				if v < heap.Threshold() || heap.Len() < nprobe {
-					heap.Push(v, int64(l))
-				}
-			}
-			ds, ls := heap.Sorted()
-			for j, l := range ls {
-				sel[qi*nprobe+j] = probe{int32(qi), ds[j]}
-				sellist[qi*nprobe+j] = int32(l)
-			}
-		}
-	})
+	sel, sellist := ix.selectProbes(qs, nq, nprobe)
 	m, ksub := ix.pq.M, ix.pq.Ksub
 	mk := m * ksub
 	req := &ScanRequest{NQ: nq, K: k, M: m, Ksub: ksub, QTables: make([]float32, nq*mk)}

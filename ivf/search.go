@@ -125,16 +125,18 @@ type probe struct {
 	coarse float32 // internal coarse score of (query, list)
 }
 
-func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radius float32, emit func(int, []float32, []int64)) error {
+// selectProbes returns, for each of the nq queries, its nprobe nearest
+// lists: sel[qi*nprobe+j] is (qi, coarse score) and sellist[qi*nprobe+j]
+// the list. Coarse scores of a block of queries are one matrix product
+// per thread, in few large chunks since the kernel packs the centroids
+// once per call. Search and SearchWith share it, so a Scanner sees
+// exactly Search's probes.
+func (ix *Index) selectProbes(qs []float32, nq, nprobe int) ([]probe, []int32) {
 	d, nl := ix.p.D, ix.p.NList
-	// 1. Coarse scores of every (query, centroid) pair, nprobe best each,
-	// on all threads (a block of queries times the centroids is one
-	// matrix product per thread).
 	coarse := getFloats(nq * nl)
 	defer putFloats(coarse)
 	sel := make([]probe, nq*nprobe)
 	sellist := make([]int32, nq*nprobe)
-	// Few large chunks: the kernel packs the centroids once per call.
 	threads := ix.threads()
 	chunk := max(32, (nq+threads-1)/threads)
 	vecmath.ParallelFor(nq, chunk, threads, func(lo, hi, _ int) {
@@ -162,6 +164,13 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 			}
 		}
 	})
+	return sel, sellist
+}
+
+func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radius float32, emit func(int, []float32, []int64)) error {
+	d, nl := ix.p.D, ix.p.NList
+	// 1. Coarse step: nprobe lists per query.
+	sel, sellist := ix.selectProbes(qs, nq, nprobe)
 	byList := make([][]probe, nl)
 	for i, pr := range sel {
 		l := sellist[i]
@@ -203,6 +212,7 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 	}
 
 	// 3. Scan: workers take lists; each keeps its own per-query results.
+	threads := ix.threads()
 	type wstate struct {
 		heaps []*vecmath.TopK
 		rd    [][]float32
