@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -168,5 +169,32 @@ func TestViewIsolation(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMismatchedDataFile: a data file copied from another store is
+// refused, naming the file, instead of being read as this store's lists.
+func TestMismatchedDataFile(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	sa := mustCreate(t, a, 4, 8)
+	sb := mustCreate(t, b, 4, 8)
+	if _, err := sa.AddEntries(0, []int64{1}, make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	sa.Close()
+	sb.Close()
+	raw, err := os.ReadFile(filepath.Join(b, dataName(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a, dataName(1)), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(a, nil)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "another store") || !strings.Contains(err.Error(), dataName(1)) {
+		t.Fatalf("open with another store's data file: %v", err)
+	}
+	if _, err := OpenReadOnly(a, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read-only open with another store's data file: %v", err)
 	}
 }
