@@ -23,6 +23,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv("SHELF_WRITER_CHILD_DIR"); dir != "" {
+		if err := writerChild(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "writer child:", err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
 	if dir := os.Getenv("SHELF_KILL_CHILD_DIR"); dir != "" {
 		start, _ := strconv.Atoi(os.Getenv("SHELF_KILL_CHILD_START"))
 		if err := killChild(dir, start); err != nil {
