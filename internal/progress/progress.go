@@ -143,11 +143,15 @@ func (b *Bar) text(t time.Time, final bool) string {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s: ", b.label)
+	unit := ""
+	if b.unit != "" {
+		unit = " " + b.unit
+	}
 	if b.total > 0 {
 		fmt.Fprintf(&sb, "%5.1f%% ", 100*float64(b.done)/float64(b.total))
-		fmt.Fprintf(&sb, "%d/%d %s", b.done, b.total, b.unit)
+		fmt.Fprintf(&sb, "%d/%d%s", b.done, b.total, unit)
 	} else {
-		fmt.Fprintf(&sb, "%d %s", b.done, b.unit)
+		fmt.Fprintf(&sb, "%d%s", b.done, unit)
 	}
 	fmt.Fprintf(&sb, ", %s/s, %s", human(rate), round(el))
 	if final {
