@@ -93,6 +93,14 @@ func runBuild(env *Env) error {
 	}
 	t0 := time.Now()
 	added, err := buildAddAll(env, *quiet, ix, r, *data, nil)
+	if err == nil {
+		// Adds leave power-of-two slack in every list; a fresh index is
+		// rewritten with exact slots in list order (a compaction), so it
+		// takes its payload's size and nearby lists are read sequentially.
+		if dl, ok := ix.Lists().(*ivf.DiskLists); ok {
+			_, err = dl.S.Compact()
+		}
+	}
 	if cerr := ix.Close(); err == nil {
 		err = cerr
 	}
