@@ -198,3 +198,52 @@ func TestMismatchedDataFile(t *testing.T) {
 		t.Fatalf("read-only open with another store's data file: %v", err)
 	}
 }
+
+// TestSpreadManyLists drives the batch's map-based bookkeeping (used above
+// 64K lists) with interleaved AddSpread and Add calls.
+func TestSpreadManyLists(t *testing.T) {
+	for _, nlist := range []int{100, listBufsSliceMax + 100} {
+		s := mustCreate(t, t.TempDir(), nlist, 4)
+		m := newModel(nlist, 4)
+		r := rand.New(rand.NewSource(int64(nlist)))
+		b, err := s.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for round := 0; round < 6; round++ {
+			n := 500 + r.Intn(500)
+			ids, codes := randEntries(r, n, 4)
+			lists := make([]int64, n)
+			for i := range lists {
+				lists[i] = int64(r.Intn(40)) * int64(nlist/40) // few lists, many entries each
+				m.lists[lists[i]] = append(m.lists[lists[i]], toEnts(ids[i:i+1], codes[i*4:i*4+4], 4)...)
+			}
+			if err := b.AddSpread(lists, ids, codes); err != nil {
+				t.Fatal(err)
+			}
+			l := int(lists[0])
+			ids2, codes2 := randEntries(r, 3, 4)
+			pos, err := b.Add(l, ids2, codes2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pos != len(m.lists[l]) {
+				t.Fatalf("nlist %d: Add after AddSpread at %d, want %d", nlist, pos, len(m.lists[l]))
+			}
+			m.lists[l] = append(m.lists[l], toEnts(ids2, codes2, 4)...)
+			if got, _ := b.ListLen(int(lists[1])); got != len(m.lists[lists[1]]) {
+				t.Fatalf("nlist %d: ListLen %d, want %d", nlist, got, len(m.lists[lists[1]]))
+			}
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := compareStore(s, m); err != nil {
+			t.Fatalf("nlist %d: %v", nlist, err)
+		}
+		if err := s.Check(); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+}

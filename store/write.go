@@ -267,6 +267,8 @@ type listBufs struct {
 	touched []int
 	cnt     []int32
 	cntMap  map[int64]int32
+	cur     []int
+	curMap  map[int64]int
 	nlist   int
 }
 
@@ -298,6 +300,41 @@ func (lb *listBufs) count(l int64) int {
 		return 0
 	}
 	return int(lb.cnt[l])
+}
+
+// cursors returns the per-list write positions absorbSpread uses: a slice
+// for up to 64K lists, nil (a map kept in lb) beyond.
+func (lb *listBufs) cursors() []int {
+	if lb.cntMap != nil {
+		if lb.curMap == nil {
+			lb.curMap = map[int64]int{}
+		}
+		return nil
+	}
+	if lb.cur == nil {
+		lb.cur = make([]int, lb.nlist)
+	}
+	return lb.cur
+}
+
+func (lb *listBufs) setCursor(cur []int, l int64, p int) {
+	if cur != nil {
+		cur[l] = p
+		return
+	}
+	lb.curMap[l] = p
+}
+
+// nextCursor returns list l's next write position and advances it.
+func (lb *listBufs) nextCursor(cur []int, l int64) int {
+	if cur != nil {
+		p := cur[l]
+		cur[l] = p + 1
+		return p
+	}
+	p := lb.curMap[l]
+	lb.curMap[l] = p + 1
+	return p
 }
 
 func (lb *listBufs) clearCount(l int64) {
@@ -369,21 +406,29 @@ type spreadChunk struct {
 // AddSpread kept.
 func (b *Batch) absorbSpread() {
 	cs := int(b.s.conf.codeSize)
+	// First pass: extend each list's buffers to their final length once and
+	// remember where its new entries start; the scatter below then only
+	// stores values, with no slice headers written per entry (those stores
+	// cost GC write barriers and bookkeeping on the hottest loop).
+	cursor := b.bufs.cursors()
 	for _, ch := range b.spread {
 		for _, l := range ch.lists {
 			if c := b.bufs.count(l); c > 0 {
 				lb := b.bufs.get(int(l))
-				lb.ids = slices.Grow(lb.ids, c)
-				lb.codes = slices.Grow(lb.codes, c*cs)
+				old := len(lb.ids)
+				lb.ids = slices.Grow(lb.ids, c)[:old+c]
+				lb.codes = slices.Grow(lb.codes, c*cs)[:(old+c)*cs]
 				b.bufs.clearCount(l)
+				b.bufs.setCursor(cursor, l, old)
 			}
 		}
 	}
 	for _, ch := range b.spread {
 		for i, l := range ch.lists {
 			lb := b.bufs.peek(int(l))
-			lb.ids = append(lb.ids, ch.ids[i])
-			lb.codes = append(lb.codes, ch.codes[i*cs:(i+1)*cs]...)
+			p := b.bufs.nextCursor(cursor, l)
+			lb.ids[p] = ch.ids[i]
+			copy(lb.codes[p*cs:(p+1)*cs], ch.codes[i*cs:(i+1)*cs])
 		}
 	}
 	b.spread = b.spread[:0]
