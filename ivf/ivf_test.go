@@ -100,7 +100,7 @@ func TestExactCodebook(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !slices.Equal(rec, x) {
-			t.Skip("random sub-vectors collided; the codebook cannot be exact") // never with this seed
+			t.Fatalf("%v: reconstruction differs from the vectors, though each sub-space has exactly 256 of them", metric)
 		}
 		q := blobs(20, d, 3, 9)
 		for i := range q {

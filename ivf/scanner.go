@@ -176,16 +176,7 @@ func (s *CPUScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []int64,
 	final := vecmath.NewTopK(k)
 	inf := float32(math.Inf(1))
 	for qi := 0; qi < nq; qi++ {
-		final.Reset(k)
-		for w := range ws {
-			if h := ws[w].heaps[qi]; h != nil {
-				hd, hid := h.Sorted()
-				for j := range hd {
-					final.Push(hd[j], hid[j])
-				}
-			}
-		}
-		fd, fid := final.Sorted()
+		fd, fid := mergeHeaps(final, k, len(ws), func(w int) *vecmath.TopK { return ws[w].heaps[qi] })
 		for j := 0; j < k; j++ {
 			if j < len(fd) {
 				dist[qi*k+j], out[qi*k+j] = fd[j], fid[j]

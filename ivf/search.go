@@ -314,16 +314,7 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 	final := vecmath.NewTopK(max(k, 1))
 	for qi := 0; qi < nq; qi++ {
 		if k > 0 {
-			final.Reset(k)
-			for w := range ws {
-				if h := ws[w].heaps[qi]; h != nil {
-					hd, hid := h.Sorted()
-					for j := range hd {
-						final.Push(hd[j], hid[j])
-					}
-				}
-			}
-			fd, fid := final.Sorted()
+			fd, fid := mergeHeaps(final, k, len(ws), func(w int) *vecmath.TopK { return ws[w].heaps[qi] })
 			emit(qi, fd, fid)
 			continue
 		}
@@ -337,6 +328,21 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 		emit(qi, rd, rid)
 	}
 	return nil
+}
+
+// mergeHeaps merges one query's per-worker heaps (heap(w) may be nil)
+// into final, reset to k, and returns the k best sorted.
+func mergeHeaps(final *vecmath.TopK, k, workers int, heap func(w int) *vecmath.TopK) ([]float32, []int64) {
+	final.Reset(k)
+	for w := 0; w < workers; w++ {
+		if h := heap(w); h != nil {
+			hd, hid := h.Sorted()
+			for j := range hd {
+				final.Push(hd[j], hid[j])
+			}
+		}
+	}
+	return final.Sorted()
 }
 
 // pairTable fills table with the distance table of query qi against list

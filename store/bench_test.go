@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"math/rand"
+	"runtime"
 	"testing"
 )
 
@@ -187,7 +188,7 @@ func BenchmarkPrefetch(b *testing.B) {
 					}
 					bytes += int64(len(c) + 8*len(ids))
 				}
-				sinkByte = sum
+				runtime.KeepAlive(sum)
 				v.Release()
 			}
 			b.SetBytes(bytes / int64(b.N))

@@ -569,13 +569,6 @@ func (s *Store) current() *state {
 	return s.cur
 }
 
-// setState publishes a new committed state to readers (wmu held).
-func (s *Store) setState(st *state) {
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	s.cur = st
-}
-
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
