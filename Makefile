@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test unit race fuzz vet demo stress bench
+.PHONY: test unit race fuzz vet demo stress bench cuda
 
 test:
 	FUZZTIME=$(FUZZTIME) bash .ci/run
@@ -36,3 +36,11 @@ stress:
 
 bench:
 	$(GO) test ./store/ -run '^$$' -bench . -benchtime 2s
+
+# The cuda build, and the GPU test binary to carry to a GPU machine
+# (run there: ./bin/gpu.test -test.v -test.run GPU -test.bench GPU).
+# Needs cuda.h and libcuda.so: a CUDA toolkit, or the SDK folder whose
+# env.sh sets CGO_CFLAGS/CGO_LDFLAGS (SHELF_CUDA_DIR, default ~/.cache/shelf-cuda).
+cuda:
+	env=$${SHELF_CUDA_DIR:-$$HOME/.cache/shelf-cuda}/env.sh; if [ -e $$env ]; then . $$env; fi; \
+	$(GO) vet -tags cuda ./gpu/ && $(GO) build -tags cuda ./... && mkdir -p bin && $(GO) test -c -tags cuda -o bin/gpu.test ./gpu/

@@ -51,3 +51,17 @@ func setMaxDynamicShared(fn cu.Function, n int) error {
 	h := *(*C.CUfunction)(unsafe.Pointer(&fn))
 	return drvErr("cuFuncSetAttribute", C.cuFuncSetAttribute(h, C.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, C.int(n)))
 }
+
+// PeakBandwidth returns device's theoretical memory bandwidth in bytes/s:
+// 2 transfers per memory clock (DDR) times the bus width.
+func PeakBandwidth(device int) (float64, error) {
+	var clock, width C.int // kHz, bits
+	d := C.CUdevice(device)
+	if err := drvErr("cuDeviceGetAttribute", C.cuDeviceGetAttribute(&clock, C.CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE, d)); err != nil {
+		return 0, err
+	}
+	if err := drvErr("cuDeviceGetAttribute", C.cuDeviceGetAttribute(&width, C.CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH, d)); err != nil {
+		return 0, err
+	}
+	return 2 * float64(clock) * 1e3 * float64(width) / 8, nil
+}

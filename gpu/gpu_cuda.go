@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -25,10 +26,16 @@ func Available() bool {
 	return err == nil && n > 0
 }
 
+// Unsafe code in this file and driver_cuda.go: page-locked buffers are
+// viewed as Go slices only within their size (every view is bounded by a
+// layout computed from the same plan that sized the buffer), and Go
+// slices passed as source pointers are live for the whole copy, which
+// completes before the call returns.
+
 // Scanner scans inverted lists on one GPU. It keeps one context, the
-// module (JIT-compiled once from the embedded PTX), and device and
-// page-locked host buffers that grow to the largest block seen; Scan
-// calls are serialised.
+// module (JIT-compiled once from the embedded PTX), two streams, and
+// device and page-locked host buffers that grow to the largest block
+// seen; Scan calls are serialised. A Scanner is an ivf.Scanner.
 type Scanner struct {
 	mu        sync.Mutex
 	opts      Options
@@ -37,21 +44,54 @@ type Scanner struct {
 	scanFn    cu.Function
 	mergeFn   cu.Function
 	maxShared int
+	streams   [2]cu.Stream
+	nstreams  int
 
-	dev      cu.DevicePtr // device buffer of devSize bytes
-	devSize  int64
-	host     unsafe.Pointer // pinned staging buffer of hostSize bytes
-	hostSize int64
+	// meta: tables, item arrays and results; chunk[b]: list bytes of
+	// pipeline slot b. Each is a device buffer and a pinned host buffer
+	// of the same size.
+	meta  buffer
+	chunk [2]buffer
+	stats Stats
+}
+
+// buffer is a device allocation and its page-locked host twin.
+type buffer struct {
+	dev  cu.DevicePtr
+	host unsafe.Pointer
+	size int64
+}
+
+// Stats are a Scanner's cumulative counters.
+type Stats struct {
+	Blocks    int64         // Scan calls
+	Chunks    int64         // pipeline steps
+	ListBytes int64         // list codes and ids uploaded
+	Stage     time.Duration // copying lists into page-locked memory
+	Wait      time.Duration // waiting for the GPU (uploads, kernels)
+}
+
+// Stats returns the counters so far.
+func (s *Scanner) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+func deviceCount() (int, error) {
+	n, err := cu.NumDevices()
+	if err != nil {
+		return 0, fmt.Errorf("gpu: %w", err)
+	}
+	return n, nil
 }
 
 // NewScanner makes a Scanner on opts.Device.
 func NewScanner(opts Options) (s *Scanner, err error) {
-	if opts.ItemCodes <= 0 {
-		opts.ItemCodes = 4096
-	}
-	n, err := cu.NumDevices()
+	opts.defaults()
+	n, err := deviceCount()
 	if err != nil {
-		return nil, fmt.Errorf("gpu: %w", err)
+		return nil, err
 	}
 	if opts.Device < 0 || opts.Device >= n {
 		return nil, fmt.Errorf("gpu: device %d of %d", opts.Device, n)
@@ -78,6 +118,12 @@ func NewScanner(opts Options) (s *Scanner, err error) {
 		if s.maxShared, err = maxSharedOptin(dev); err != nil {
 			return err
 		}
+		for i := range s.streams {
+			if s.streams[i], err = cu.MakeStream(cu.NonBlocking); err != nil {
+				return fmt.Errorf("gpu: stream: %w", err)
+			}
+			s.nstreams++
+		}
 		// Static shared memory of each kernel: 16 bytes (ptxas).
 		return errors.Join(setMaxDynamicShared(s.scanFn, s.maxShared-64), setMaxDynamicShared(s.mergeFn, s.maxShared-64))
 	})
@@ -88,7 +134,7 @@ func NewScanner(opts Options) (s *Scanner, err error) {
 	return s, nil
 }
 
-// Close frees the buffers, the module and the context.
+// Close frees the buffers, the streams, the module and the context.
 func (s *Scanner) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -97,42 +143,51 @@ func (s *Scanner) Close() error {
 	}
 	err := s.ctx.Do(func() error {
 		var errs []error
-		if s.dev != 0 {
-			errs = append(errs, cu.MemFree(s.dev))
+		for _, b := range []*buffer{&s.meta, &s.chunk[0], &s.chunk[1]} {
+			errs = append(errs, b.free())
 		}
-		if s.host != nil {
-			errs = append(errs, cu.MemFreeHost(s.host))
+		for i := range s.nstreams {
+			errs = append(errs, s.streams[i].Destroy())
 		}
+		s.nstreams = 0
 		if s.mod != (cu.Module{}) {
 			errs = append(errs, s.mod.Unload())
 		}
 		return errors.Join(errs...)
 	})
-	s.dev, s.host = 0, nil
 	err = errors.Join(err, s.ctx.Close())
 	s.ctx = nil
 	return err
 }
 
-// region is one array of the block: its bytes at off in both the staging
-// buffer and the device buffer.
+// region is one array of the meta buffer: its bytes at off in both the
+// staging buffer and the device buffer.
 type region struct{ off, size int64 }
 
 type layout struct{ at int64 }
 
 func (l *layout) add(size int64) region {
 	r := region{l.at, size}
-	l.at = (l.at + size + 255) &^ 255 // 256-byte alignment, as cudaMalloc
+	l.at = align(l.at + size)
 	return r
 }
 
+func align(n int64) int64 { return (n + 255) &^ 255 } // as cudaMalloc
+
 // Scan scans the probed lists of req and returns the req.K best (score,
-// id) pairs of every query, sorted, padded with +Inf and -1: the lists
-// and tables are uploaded in one copy, one thread block per work item
-// builds its pair table and selects its k best in shared memory, one
-// block per query merges them, and only NQ*K results come back.
+// id) pairs of every query, sorted, padded with +Inf and -1.
+//
+// The tables and work items go up in one copy. Then the lists stream
+// through two pipeline slots, chunk by chunk (Options.ChunkBytes): while
+// the GPU uploads and scans chunk c on one stream, the host copies chunk
+// c+1 from the store into the other slot's page-locked buffer. Each list
+// is uploaded once per block, however many queries probe it. One thread
+// block per work item builds its pair table and selects its k best in
+// shared memory; one block per query merges them at the end, so only
+// NQ*K results come back.
 func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error) {
-	p, err := newPlan(req, src, s.opts.ItemCodes)
+	m := int64(req.M)
+	p, err := newPlan(req, src, s.opts.ItemCodes, max(1, s.opts.ChunkBytes/(m+8)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,35 +208,38 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 	var l layout
 	qtab := l.add(int64(4 * nq * mk))
 	ltab := l.add(int64(4 * len(p.ltab)))
-	codes := l.add(int64(len(p.codes)))
-	idsR := l.add(int64(8 * len(p.ids)))
 	listStart := l.add(int64(8 * len(p.listStart)))
 	itemPair, itemStart, itemEnd := l.add(4*ni), l.add(4*ni), l.add(4*ni)
 	pairQuery, pairList, pairCoarse := l.add(4*np), l.add(4*np), l.add(4*np)
 	qItemStart, qItems := l.add(int64(4*(nq+1))), l.add(4*ni)
 	upload := l.at
 	outD, outI := l.add(int64(4*nq*k)), l.add(int64(8*nq*k))
-	download := l.at - outD.off
 	itemD, itemI := l.add(4*ni*int64(k)), l.add(8*ni*int64(k))
+	idsOff := align(p.chunkCap * m) // chunk slot: codes, then ids
+	chunkSize := idsOff + 8*p.chunkCap
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx == nil {
 		return nil, nil, errors.New("gpu: scanner closed")
 	}
+	s.stats.Blocks++
 	err = s.ctx.Do(func() error {
-		if err := s.grow(l.at, max(upload, download)); err != nil {
+		if err := s.meta.grow(l.at); err != nil {
 			return err
+		}
+		for b := range s.chunk {
+			if err := s.chunk[b].grow(chunkSize); err != nil {
+				return err
+			}
 		}
 		stage := func(r region, src unsafe.Pointer) {
 			if r.size > 0 {
-				copy(unsafe.Slice((*byte)(unsafe.Add(s.host, r.off)), r.size), unsafe.Slice((*byte)(src), r.size))
+				copy(unsafe.Slice((*byte)(unsafe.Add(s.meta.host, r.off)), r.size), unsafe.Slice((*byte)(src), r.size))
 			}
 		}
 		stage(qtab, ptrF(req.QTables))
 		stage(ltab, ptrF(p.ltab))
-		stage(codes, ptrB(p.codes))
-		stage(idsR, ptrI64(p.ids))
 		stage(listStart, ptrI64(p.listStart))
 		stage(itemPair, ptrI32(p.itemPair))
 		stage(itemStart, ptrI32(p.itemStart))
@@ -191,28 +249,61 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 		stage(pairCoarse, ptrF(req.ProbeCoarse))
 		stage(qItemStart, ptrI32(p.qItemStart))
 		stage(qItems, ptrI32(p.qItems))
-		if err := cu.MemcpyHtoD(s.dev, s.host, upload); err != nil {
+		if err := cu.MemcpyHtoD(s.meta.dev, s.meta.host, upload); err != nil {
 			return fmt.Errorf("gpu: upload: %w", err)
 		}
-		d := func(r region) cu.DevicePtr { return s.dev + cu.DevicePtr(r.off) }
+		d := func(r region) cu.DevicePtr { return s.meta.dev + cu.DevicePtr(r.off) }
 		ltabPtr := cu.DevicePtr(0) // the kernel reads no list term
 		if req.ListTables != nil {
 			ltabPtr = d(ltab)
 		}
-		m64, k64, ss64, sm64 := int64(req.M), int64(k), int64(sortScan), int64(sortMerge)
-		if ni > 0 {
-			a := []cu.DevicePtr{d(qtab), ltabPtr, d(codes), d(idsR), d(listStart), d(itemPair), d(itemStart), d(itemEnd),
+		m64, k64, ss64, sm64 := m, int64(k), int64(sortScan), int64(sortMerge)
+		for c, ch := range p.chunks {
+			b := c % 2
+			st, buf := s.streams[b], &s.chunk[b]
+			if c >= 2 { // slot b's previous chunk must be uploaded before its buffer is refilled
+				t := time.Now()
+				if err := st.Synchronize(); err != nil {
+					return fmt.Errorf("gpu: chunk %d: %w", c-2, err)
+				}
+				s.stats.Wait += time.Since(t)
+			}
+			n := ch.entryHi - ch.entryLo
+			t := time.Now()
+			p.stage(c, unsafe.Slice((*byte)(buf.host), n*m), unsafe.Slice((*int64)(unsafe.Add(buf.host, idsOff)), n), s.opts.HostThreads)
+			s.stats.Stage += time.Since(t)
+			s.stats.Chunks++
+			s.stats.ListBytes += n * (m + 8)
+			if err := cu.MemcpyHtoDAsync(buf.dev, buf.host, n*m, st); err != nil {
+				return fmt.Errorf("gpu: chunk upload: %w", err)
+			}
+			if err := cu.MemcpyHtoDAsync(buf.dev+cu.DevicePtr(idsOff), unsafe.Add(buf.host, idsOff), n*8, st); err != nil {
+				return fmt.Errorf("gpu: chunk upload: %w", err)
+			}
+			if ch.itemHi == ch.itemLo {
+				continue
+			}
+			a := []cu.DevicePtr{d(qtab), ltabPtr, buf.dev, buf.dev + cu.DevicePtr(idsOff), d(listStart), d(itemPair), d(itemStart), d(itemEnd),
 				d(pairQuery), d(pairList), d(pairCoarse)}
-			args := make([]unsafe.Pointer, 0, 16)
+			args := make([]unsafe.Pointer, 0, 18)
 			for i := range a {
 				args = append(args, unsafe.Pointer(&a[i]))
 			}
 			oD, oI := d(itemD), d(itemI)
-			args = append(args, unsafe.Pointer(&m64), unsafe.Pointer(&k64), unsafe.Pointer(&ss64), unsafe.Pointer(&oD), unsafe.Pointer(&oI))
-			if err := s.scanFn.Launch(int(ni), 1, 1, threads, 1, 1, smemScan, cu.NoStream, args); err != nil {
+			itemBase, entryBase := int64(ch.itemLo), ch.entryLo
+			args = append(args, unsafe.Pointer(&m64), unsafe.Pointer(&k64), unsafe.Pointer(&ss64), unsafe.Pointer(&oD), unsafe.Pointer(&oI),
+				unsafe.Pointer(&itemBase), unsafe.Pointer(&entryBase))
+			if err := s.scanFn.Launch(ch.itemHi-ch.itemLo, 1, 1, threads, 1, 1, smemScan, st, args); err != nil {
 				return fmt.Errorf("gpu: scan kernel: %w", err)
 			}
 		}
+		t := time.Now()
+		for i := range s.streams {
+			if err := s.streams[i].Synchronize(); err != nil {
+				return fmt.Errorf("gpu: scan: %w", err)
+			}
+		}
+		s.stats.Wait += time.Since(t)
 		a := []cu.DevicePtr{d(itemD), d(itemI), d(qItemStart), d(qItems)}
 		oD, oI := d(outD), d(outI)
 		args := []unsafe.Pointer{unsafe.Pointer(&a[0]), unsafe.Pointer(&a[1]), unsafe.Pointer(&a[2]), unsafe.Pointer(&a[3]),
@@ -220,11 +311,11 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 		if err := s.mergeFn.LaunchAndSync(nq, 1, 1, threads, 1, 1, smemMerge, cu.NoStream, args); err != nil {
 			return fmt.Errorf("gpu: merge kernel: %w", err)
 		}
-		if err := cu.MemcpyDtoH(s.host, d(outD), download); err != nil {
+		if err := cu.MemcpyDtoH(unsafe.Add(s.meta.host, outD.off), d(outD), outI.off+outI.size-outD.off); err != nil {
 			return fmt.Errorf("gpu: download: %w", err)
 		}
-		copy(dist, unsafe.Slice((*float32)(s.host), nq*k))
-		copy(ids, unsafe.Slice((*int64)(unsafe.Add(s.host, outI.off-outD.off)), nq*k))
+		copy(dist, unsafe.Slice((*float32)(unsafe.Add(s.meta.host, outD.off)), nq*k))
+		copy(ids, unsafe.Slice((*int64)(unsafe.Add(s.meta.host, outI.off)), nq*k))
 		return nil
 	})
 	if err != nil {
@@ -233,54 +324,48 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 	return dist, ids, nil
 }
 
-// grow makes the device buffer at least dev bytes and the staging buffer
-// at least host bytes, doubling so that a stream of similar blocks
-// allocates rarely. It runs on the context's thread.
-func (s *Scanner) grow(dev, host int64) error {
-	if dev > s.devSize {
-		old := s.devSize
-		if s.dev != 0 {
-			if err := cu.MemFree(s.dev); err != nil {
-				return err
-			}
-			s.dev, s.devSize = 0, 0
-		}
-		n := max(dev, 2*old)
-		p, err := cu.MemAlloc(n)
-		if err != nil {
-			p, err = cu.MemAlloc(dev)
-			n = dev
-		}
-		if err != nil {
-			return fmt.Errorf("gpu: %d bytes of device memory: %w", dev, err)
-		}
-		s.dev, s.devSize = p, n
+// grow makes b at least n bytes on both sides, doubling so that a stream
+// of similar blocks allocates rarely. It runs on the context's thread.
+func (b *buffer) grow(n int64) error {
+	if n <= b.size {
+		return nil
 	}
-	if host > s.hostSize {
-		old := s.hostSize
-		if s.host != nil {
-			if err := cu.MemFreeHost(s.host); err != nil {
-				return err
-			}
-			s.host, s.hostSize = nil, 0
-		}
-		n := max(host, 2*old)
-		p, err := hostAlloc(n)
-		if err != nil {
-			return fmt.Errorf("gpu: %d bytes of pinned host memory: %w", n, err)
-		}
-		s.host, s.hostSize = p, n
+	old := b.size
+	if err := b.free(); err != nil {
+		return err
 	}
+	size := max(n, 2*old)
+	dev, err := cu.MemAlloc(size)
+	if err != nil {
+		size = n
+		dev, err = cu.MemAlloc(size)
+	}
+	if err != nil {
+		return fmt.Errorf("gpu: %d bytes of device memory: %w", n, err)
+	}
+	host, err := hostAlloc(size)
+	if err != nil {
+		cu.MemFree(dev)
+		return fmt.Errorf("gpu: %d bytes of pinned host memory: %w", size, err)
+	}
+	b.dev, b.host, b.size = dev, host, size
 	return nil
 }
 
-func ptrF(s []float32) unsafe.Pointer {
-	if len(s) == 0 {
-		return nil
+// free releases both sides of b.
+func (b *buffer) free() error {
+	var errs []error
+	if b.dev != 0 {
+		errs = append(errs, cu.MemFree(b.dev))
 	}
-	return unsafe.Pointer(&s[0])
+	if b.host != nil {
+		errs = append(errs, cu.MemFreeHost(b.host))
+	}
+	b.dev, b.host, b.size = 0, nil, 0
+	return errors.Join(errs...)
 }
-func ptrB(s []byte) unsafe.Pointer {
+
+func ptrF(s []float32) unsafe.Pointer {
 	if len(s) == 0 {
 		return nil
 	}

@@ -6,6 +6,8 @@ package gpu
 // without -tags cuda.
 func Available() bool { return false }
 
+func deviceCount() (int, error) { return 0, ErrNoCUDA }
+
 // Scanner scans lists on a GPU; in a build without -tags cuda none can
 // be made.
 type Scanner struct{}
@@ -18,3 +20,6 @@ func (*Scanner) Scan(*Request, ListSource) ([]float32, []int64, error) { return 
 
 // Close does nothing.
 func (*Scanner) Close() error { return nil }
+
+// PeakBandwidth returns ErrNoCUDA.
+func PeakBandwidth(int) (float64, error) { return 0, ErrNoCUDA }

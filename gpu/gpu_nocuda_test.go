@@ -17,3 +17,12 @@ func TestNoCUDA(t *testing.T) {
 		t.Fatalf("NewScanner: %v", err)
 	}
 }
+
+func TestNoCUDASharded(t *testing.T) {
+	if _, err := gpu.NewShardedScanner(nil, 2, gpu.Options{}); !errors.Is(err, gpu.ErrNoCUDA) {
+		t.Fatalf("NewShardedScanner: %v", err)
+	}
+	if _, err := gpu.PeakBandwidth(0); !errors.Is(err, gpu.ErrNoCUDA) {
+		t.Fatalf("PeakBandwidth: %v", err)
+	}
+}

@@ -1,45 +1,82 @@
 package gpu
 
-import "fmt"
+import (
+	"fmt"
+	"math"
 
-// plan is the host-side layout of one Request as the kernels read it:
-// the probed lists back to back, and the work items. It is built without
-// CUDA so that it is tested on any machine.
+	"github.com/shelfdb/shelf/internal/vecmath"
+)
+
+// plan is the host-side layout of one Request as the kernels read it,
+// built without CUDA so that it is tested on any machine (plan_test.go
+// runs the kernels' algorithm on it, chunk by chunk, as the GPU does).
+//
+// The probed lists are numbered in one entry space, list after list
+// (listStart). Each list with at least one probe is cut into segments
+// of at most itemCodes entries; a work item is one (segment, probe)
+// pair, and items are ordered by segment, then probe. Consecutive
+// segments are contiguous in the entry space, so a chunk (a run of
+// segments) is one range [entryLo, entryHi) of entries, copied into a
+// staging buffer at entry-entryLo, and its items are one range
+// [itemLo, itemHi): the scan kernel of a chunk reads entry e of the
+// item's list at buffer index listStart[list]-entryLo+e.
 type plan struct {
-	n         int     // entries of all probed lists
-	codes     []byte  // n*M codes, list after list
-	ids       []int64 // n ids
-	listStart []int64 // entry offset of probed list i
+	m int
+	// Probed list i: its source slices (read in place, not copied) and
+	// its first entry in the entry space; listStart has one more entry.
+	srcIDs    [][]int64
+	srcCodes  [][]byte
+	listStart []int64
+	// Segment s holds entries [segStart[s], segEnd[s]) of list segList[s];
+	// its items are [segItem[s], segItem[s+1]).
+	segList, segStart, segEnd, segItem []int32
 	// Work item t scans entries [itemStart[t], itemEnd[t]) of the list of
-	// pair itemPair[t]; pairs are the request's probes.
+	// probe itemPair[t].
 	itemPair, itemStart, itemEnd []int32
-	pairList                     []int32 // index into Request.Lists
+	pairList                     []int32 // probed-list index of each probe
 	// The items of query q are qItems[qItemStart[q]:qItemStart[q+1]].
 	qItemStart, qItems []int32
 	ltab               []float32 // len(Lists)*M*Ksub per-list terms, or nil
+	chunks             []chunk
+	chunkCap           int64 // entries of the largest chunk
 }
 
-// newPlan reads every probed list once and splits each (query, list) pair
-// into items of at most itemCodes codes.
-func newPlan(r *Request, src ListSource, itemCodes int) (*plan, error) {
-	if err := r.validate(); err != nil {
+// chunk is one pipeline step: segments [segLo, segHi), entries
+// [entryLo, entryHi), items [itemLo, itemHi).
+type chunk struct {
+	segLo, segHi     int
+	itemLo, itemHi   int
+	entryLo, entryHi int64
+}
+
+// newPlan reads the probed lists' slices (each once, whatever the number
+// of queries probing it), cuts them into items of at most itemCodes codes
+// and groups the segments into chunks of at most chunkEntries entries
+// (at least one segment each).
+func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64) (*plan, error) {
+	if err := validate(r); err != nil {
 		return nil, err
 	}
-	p := &plan{listStart: make([]int64, len(r.Lists)+1)}
-	lens := make([]int, len(r.Lists))
-	mk := r.M * r.Ksub
+	if itemCodes <= 0 || itemCodes > math.MaxInt32 {
+		return nil, fmt.Errorf("gpu: item size %d", itemCodes)
+	}
+	nl, m, mk := len(r.Lists), r.M, r.M*r.Ksub
+	p := &plan{m: m, srcIDs: make([][]int64, nl), srcCodes: make([][]byte, nl), listStart: make([]int64, nl+1)}
+	perQuery := make([]int32, r.NQ+1)
 	for i, l := range r.Lists {
 		ids, codes, err := src.ReadList(l)
 		if err != nil {
 			return nil, err
 		}
-		if len(codes) < len(ids)*r.M {
-			return nil, fmt.Errorf("gpu: list %d has %d code bytes for %d entries of %d", l, len(codes), len(ids), r.M)
+		n := len(ids)
+		if len(codes) < n*m {
+			return nil, fmt.Errorf("gpu: list %d has %d code bytes for %d entries of %d", l, len(codes), n, m)
 		}
-		lens[i] = len(ids)
-		p.ids = append(p.ids, ids...)
-		p.codes = append(p.codes, codes[:len(ids)*r.M]...)
-		p.listStart[i+1] = p.listStart[i] + int64(len(ids))
+		if n > math.MaxInt32 {
+			return nil, fmt.Errorf("gpu: list %d has %d entries (at most 2^31-1)", l, n)
+		}
+		p.srcIDs[i], p.srcCodes[i] = ids, codes[:n*m]
+		p.listStart[i+1] = p.listStart[i] + int64(n)
 		if r.ListTables != nil {
 			t := r.ListTables(l)
 			if len(t) < mk {
@@ -47,22 +84,32 @@ func newPlan(r *Request, src ListSource, itemCodes int) (*plan, error) {
 			}
 			p.ltab = append(p.ltab, t[:mk]...)
 		}
+		lo, hi := r.ProbeStart[i], r.ProbeStart[i+1]
+		if lo == hi {
+			continue // no probe: nothing to upload
+		}
+		for s := 0; s < n; s += itemCodes {
+			e := min(s+itemCodes, n)
+			p.segList = append(p.segList, int32(i))
+			p.segStart = append(p.segStart, int32(s))
+			p.segEnd = append(p.segEnd, int32(e))
+			if len(p.itemPair) > math.MaxInt32-(hi-lo) {
+				return nil, fmt.Errorf("gpu: more than 2^31-1 work items in one block")
+			}
+			p.segItem = append(p.segItem, int32(len(p.itemPair)))
+			for j := lo; j < hi; j++ {
+				p.itemPair = append(p.itemPair, int32(j))
+				p.itemStart = append(p.itemStart, int32(s))
+				p.itemEnd = append(p.itemEnd, int32(e))
+				perQuery[r.ProbeQuery[j]+1]++
+			}
+		}
 	}
-	p.n = len(p.ids)
-	if p.n > 1<<31-1 {
-		return nil, fmt.Errorf("gpu: %d entries in one block of lists (at most 2^31-1)", p.n)
-	}
+	p.segItem = append(p.segItem, int32(len(p.itemPair)))
 	p.pairList = make([]int32, len(r.ProbeQuery))
-	perQuery := make([]int32, r.NQ+1)
 	for i := range r.Lists {
 		for j := r.ProbeStart[i]; j < r.ProbeStart[i+1]; j++ {
 			p.pairList[j] = int32(i)
-			for s := 0; s < lens[i]; s += itemCodes {
-				p.itemPair = append(p.itemPair, int32(j))
-				p.itemStart = append(p.itemStart, int32(s))
-				p.itemEnd = append(p.itemEnd, int32(min(s+itemCodes, lens[i])))
-				perQuery[r.ProbeQuery[j]+1]++
-			}
 		}
 	}
 	for q := 0; q < r.NQ; q++ {
@@ -75,7 +122,51 @@ func newPlan(r *Request, src ListSource, itemCodes int) (*plan, error) {
 		p.qItems[perQuery[q]] = int32(t)
 		perQuery[q]++
 	}
+	p.chunks = p.cut(chunkEntries)
 	return p, nil
+}
+
+// segEntry is the first entry of segment s in the entry space.
+func (p *plan) segEntry(s int) int64 { return p.listStart[p.segList[s]] + int64(p.segStart[s]) }
+
+// cut groups the segments into chunks of at most maxEntries entries
+// (a segment longer than that is a chunk of its own).
+func (p *plan) cut(maxEntries int64) []chunk {
+	var out []chunk
+	for s := 0; s < len(p.segList); {
+		c := chunk{segLo: s, entryLo: p.segEntry(s)}
+		c.entryHi = c.entryLo
+		for s < len(p.segList) {
+			n := int64(p.segEnd[s] - p.segStart[s])
+			if s > c.segLo && c.entryHi-c.entryLo+n > maxEntries {
+				break
+			}
+			c.entryHi += n
+			s++
+		}
+		c.segHi = s
+		c.itemLo, c.itemHi = int(p.segItem[c.segLo]), int(p.segItem[s])
+		p.chunkCap = max(p.chunkCap, c.entryHi-c.entryLo)
+		out = append(out, c)
+	}
+	return out
+}
+
+// stage copies chunk c's codes and ids from the lists into codes (at
+// least chunkCap*M bytes) and ids (at least chunkCap entries), segments
+// spread over threads goroutines.
+func (p *plan) stage(c int, codes []byte, ids []int64, threads int) {
+	ch := p.chunks[c]
+	m := int64(p.m)
+	vecmath.ParallelFor(ch.segHi-ch.segLo, 1, threads, func(lo, hi, _ int) {
+		for s := ch.segLo + lo; s < ch.segLo+hi; s++ {
+			i := p.segList[s]
+			a, b := int64(p.segStart[s]), int64(p.segEnd[s])
+			at := p.segEntry(s) - ch.entryLo
+			copy(codes[at*m:(at+b-a)*m], p.srcCodes[i][a*m:b*m])
+			copy(ids[at:at+b-a], p.srcIDs[i][a:b])
+		}
+	})
 }
 
 // sortSize is the number of entries of a kernel's selection buffer: a

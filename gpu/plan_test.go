@@ -107,20 +107,26 @@ func score(t []float32, code []byte) float32 {
 	return s
 }
 
-// TestPlanMatchesReference runs the kernels' algorithm on the plan (each
-// work item keeps its k best, each query merges its items) and checks it
-// against a direct per-query selection: the plan covers every (query,
-// code) pair exactly once, whatever the item size.
+// TestPlanMatchesReference runs the kernels' algorithm on the plan as
+// the GPU scanner drives it (chunks staged alternately into two reused,
+// poisoned buffers; each work item of a chunk keeps its k best; each
+// query merges its items) and checks it against a direct per-query
+// selection: the plan covers every (query, code) pair exactly once,
+// whatever the item and chunk sizes.
 func TestPlanMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, tc := range []struct{ nq, nl, nprobe, m, k, maxLen, item int }{
-		{1, 4, 1, 4, 1, 50, 7},
-		{13, 20, 5, 8, 10, 300, 64},
-		{40, 30, 8, 16, 100, 1000, 256},
-		{3, 10, 10, 4, 1024, 200, 4096}, // fewer codes than k: padding
+	for _, tc := range []struct {
+		nq, nl, nprobe, m, k, maxLen, item int
+		chunk                              int64
+	}{
+		{1, 4, 1, 4, 1, 50, 7, 1},
+		{13, 20, 5, 8, 10, 300, 64, 100},
+		{40, 30, 8, 16, 100, 1000, 256, 1000},
+		{40, 30, 8, 16, 100, 1000, 256, 1 << 20}, // one chunk
+		{3, 10, 10, 4, 1024, 200, 4096, 150},     // fewer codes than k: padding
 	} {
 		req, src := randomRequest(r, tc.nq, tc.nl, tc.nprobe, tc.m, tc.k, tc.maxLen)
-		p, err := newPlan(req, src, tc.item)
+		p, err := newPlan(req, src, tc.item, tc.chunk)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,22 +142,57 @@ func TestPlanMatchesReference(t *testing.T) {
 				}
 			}
 		}
-		// The kernels' algorithm over the plan's arrays.
+		// Chunks: contiguous, in bounds, covering every item once.
+		var bufCodes [2][]byte
+		var bufIDs [2][]int64
+		for b := range 2 {
+			bufCodes[b] = make([]byte, p.chunkCap*int64(tc.m))
+			bufIDs[b] = make([]int64, p.chunkCap)
+		}
 		items := make([][]hit, len(p.itemPair))
-		for it := range items {
-			j := int(p.itemPair[it])
-			i := int(p.pairList[j])
-			tab := pairTable(req, i, j)
-			var h []hit
-			for pos := p.itemStart[it]; pos < p.itemEnd[it]; pos++ {
-				e := p.listStart[i] + int64(pos)
-				h = append(h, hit{score(tab, p.codes[e*int64(tc.m):(e+1)*int64(tc.m)]), p.ids[e]})
+		scanned := make([]int, len(p.itemPair))
+		for c, ch := range p.chunks {
+			if c > 0 && (ch.segLo != p.chunks[c-1].segHi || ch.itemLo != p.chunks[c-1].itemHi || ch.entryLo != p.chunks[c-1].entryHi) {
+				t.Fatalf("chunk %d %+v does not follow %+v", c, ch, p.chunks[c-1])
 			}
-			items[it] = best(h, tc.k)
-			if n := p.itemEnd[it] - p.itemStart[it]; n <= 0 || int(n) > tc.item {
-				t.Fatalf("item %d has %d codes (at most %d)", it, n, tc.item)
+			if n := ch.entryHi - ch.entryLo; n > max(tc.chunk, int64(tc.item)) || n > p.chunkCap || n <= 0 {
+				t.Fatalf("chunk %d holds %d entries (chunk %d, item %d, cap %d)", c, n, tc.chunk, tc.item, p.chunkCap)
+			}
+			b := c % 2
+			for i := range bufCodes[b] {
+				bufCodes[b][i] = 0xAB
+			}
+			for i := range bufIDs[b] {
+				bufIDs[b][i] = -7
+			}
+			p.stage(c, bufCodes[b], bufIDs[b], 3)
+			// The scan kernel, one thread block per item of the chunk.
+			for it := ch.itemLo; it < ch.itemHi; it++ {
+				scanned[it]++
+				j := int(p.itemPair[it])
+				i := int(p.pairList[j])
+				tab := pairTable(req, i, j)
+				base := p.listStart[i] - ch.entryLo
+				var h []hit
+				for pos := p.itemStart[it]; pos < p.itemEnd[it]; pos++ {
+					e := base + int64(pos)
+					if e < 0 || e >= ch.entryHi-ch.entryLo {
+						t.Fatalf("item %d reads entry %d of a chunk of %d", it, e, ch.entryHi-ch.entryLo)
+					}
+					h = append(h, hit{score(tab, bufCodes[b][e*int64(tc.m):(e+1)*int64(tc.m)]), bufIDs[b][e]})
+				}
+				items[it] = best(h, tc.k)
+				if n := p.itemEnd[it] - p.itemStart[it]; n <= 0 || int(n) > tc.item {
+					t.Fatalf("item %d has %d codes (at most %d)", it, n, tc.item)
+				}
 			}
 		}
+		for it, n := range scanned {
+			if n != 1 {
+				t.Fatalf("item %d scanned %d times", it, n)
+			}
+		}
+		// The merge kernel.
 		for q := range tc.nq {
 			var h []hit
 			for _, it := range p.qItems[p.qItemStart[q]:p.qItemStart[q+1]] {
@@ -168,6 +209,21 @@ func TestPlanMatchesReference(t *testing.T) {
 	}
 }
 
+func TestPlanErrors(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	req, src := randomRequest(r, 2, 6, 3, 4, 5, 20)
+	src.codes[req.Lists[0]] = src.codes[req.Lists[0]][:0]
+	src.ids[req.Lists[0]] = append(src.ids[req.Lists[0]], 1)
+	if _, err := newPlan(req, src, 16, 64); err == nil {
+		t.Fatal("list with too few code bytes accepted")
+	}
+	req, src = randomRequest(r, 2, 6, 3, 4, 5, 20)
+	req.ProbeQuery[0] = 9
+	if _, err := newPlan(req, src, 16, 64); err == nil {
+		t.Fatal("probe of a query outside the block accepted")
+	}
+}
+
 func TestSortSizeAndValidate(t *testing.T) {
 	for _, c := range [][3]int{{1, 256, 512}, {256, 256, 512}, {257, 256, 1024}, {1024, 256, 2048}} {
 		if got := sortSize(c[0], c[1]); got != c[2] {
@@ -175,11 +231,11 @@ func TestSortSizeAndValidate(t *testing.T) {
 		}
 	}
 	req := &Request{NQ: 1, K: MaxK + 1, M: 1, Ksub: 256, QTables: make([]float32, 256), ProbeStart: []int{0}}
-	if err := req.validate(); err == nil {
+	if err := validate(req); err == nil {
 		t.Fatal("k > MaxK accepted")
 	}
 	req.K = 1
-	if err := req.validate(); err != nil {
+	if err := validate(req); err != nil {
 		t.Fatal(err)
 	}
 }

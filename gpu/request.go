@@ -3,30 +3,17 @@ package gpu
 import (
 	"errors"
 	"fmt"
+
+	"github.com/shelfdb/shelf/ivf"
 )
 
-// Request is one block of queries with their probed lists; it mirrors
-// ivf.ScanRequest field for field (see that type for the meaning) so that
-// the two convert into each other. The table of a pair (query q, list l)
-// is QTables[q] + ListTables(l), the pair's coarse term added to
-// sub-table 0; scores are smaller-is-better.
-type Request struct {
-	NQ          int
-	K           int
-	M           int
-	Ksub        int
-	QTables     []float32
-	ListTables  func(list int) []float32
-	Lists       []int
-	ProbeStart  []int
-	ProbeQuery  []int32
-	ProbeCoarse []float32
-}
+// Request is one block of queries with their probed lists: ivf's
+// ScanRequest, so that a *Scanner is an ivf.Scanner and
+// ix.SearchWith(q, nq, k, nprobe, scanner) runs a search on the GPU.
+type Request = ivf.ScanRequest
 
-// ListSource reads one inverted list (ivf.Snapshot is one).
-type ListSource interface {
-	ReadList(list int) (ids []int64, codes []byte, err error)
-}
+// ListSource reads one inverted list; an ivf Snapshot is one.
+type ListSource = ivf.ListSource
 
 // Options configure a Scanner.
 type Options struct {
@@ -36,36 +23,77 @@ type Options struct {
 	// one query (default 4096): long lists are split so that a block of
 	// queries spreads over all the GPU's multiprocessors.
 	ItemCodes int
+	// ChunkBytes bounds the list bytes (codes and ids) uploaded per
+	// pipeline step (default 32 MiB; raised to one item's codes when
+	// smaller). Two chunks are in flight: one is copied from the store
+	// into page-locked memory while the other is uploaded and scanned,
+	// so device memory for lists stays 2 x ChunkBytes however many lists
+	// a block probes.
+	ChunkBytes int64
+	// HostThreads copy lists into the staging buffers (0: GOMAXPROCS).
+	HostThreads int
 }
 
-// ErrNoCUDA is returned by NewScanner in builds without -tags cuda.
+func (o *Options) defaults() {
+	if o.ItemCodes <= 0 {
+		o.ItemCodes = 4096
+	}
+	if o.ChunkBytes <= 0 {
+		o.ChunkBytes = 32 << 20
+	}
+}
+
+// ErrNoCUDA is returned by the constructors in builds without -tags cuda.
 var ErrNoCUDA = errors.New("gpu: built without -tags cuda")
 
 // MaxK is the largest k a Scanner selects on the GPU.
 const MaxK = 1024
 
-func (r *Request) validate() error {
-	switch {
-	case r.NQ < 0 || r.K <= 0 || r.K > MaxK || r.M <= 0 || r.Ksub != 256:
-		return fmt.Errorf("gpu: request nq=%d k=%d (at most %d) m=%d ksub=%d", r.NQ, r.K, MaxK, r.M, r.Ksub)
-	case len(r.QTables) < r.NQ*r.M*r.Ksub:
-		return fmt.Errorf("gpu: %d query-table floats for %d queries", len(r.QTables), r.NQ)
-	case len(r.ProbeStart) != len(r.Lists)+1 || r.ProbeStart[0] != 0:
-		return fmt.Errorf("gpu: %d probe offsets for %d lists", len(r.ProbeStart), len(r.Lists))
+func validate(r *Request) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("gpu: %w", err)
 	}
-	np := r.ProbeStart[len(r.Lists)]
-	if len(r.ProbeQuery) != np || len(r.ProbeCoarse) != np {
-		return fmt.Errorf("gpu: %d probes, %d queries, %d coarse terms", np, len(r.ProbeQuery), len(r.ProbeCoarse))
-	}
-	for i := range r.Lists {
-		if r.ProbeStart[i+1] < r.ProbeStart[i] {
-			return fmt.Errorf("gpu: probe offsets decrease at list %d", i)
-		}
-	}
-	for _, q := range r.ProbeQuery {
-		if q < 0 || int(q) >= r.NQ {
-			return fmt.Errorf("gpu: probe of query %d in a block of %d", q, r.NQ)
-		}
+	if r.K > MaxK {
+		return fmt.Errorf("gpu: k = %d, the GPU selects at most %d per query", r.K, MaxK)
 	}
 	return nil
+}
+
+// NewShardedScanner returns a scanner that spreads each block's lists
+// over shardsPerDevice scanners on each of devices (nil: every visible
+// GPU) and merges their results (ivf.ShardedScanner); with one device and
+// shardsPerDevice 2 it runs two logical shards on one GPU, each with its
+// own context, streams and buffers. opts.Device is ignored.
+func NewShardedScanner(devices []int, shardsPerDevice int, opts Options) (*ivf.ShardedScanner, error) {
+	if !Available() {
+		return nil, ErrNoCUDA
+	}
+	if devices == nil {
+		n, err := deviceCount()
+		if err != nil {
+			return nil, err
+		}
+		for d := range n {
+			devices = append(devices, d)
+		}
+	}
+	if len(devices) == 0 || shardsPerDevice < 1 {
+		return nil, fmt.Errorf("gpu: %d devices x %d shards per device", len(devices), shardsPerDevice)
+	}
+	var shards []ivf.Scanner
+	for _, d := range devices {
+		for range shardsPerDevice {
+			o := opts
+			o.Device = d
+			s, err := NewScanner(o)
+			if err != nil {
+				for _, sh := range shards {
+					sh.Close()
+				}
+				return nil, err
+			}
+			shards = append(shards, s)
+		}
+	}
+	return ivf.NewShardedScanner(shards...)
 }

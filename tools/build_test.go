@@ -117,6 +117,10 @@ func TestBuildSearchBinary(t *testing.T) {
 		if out := shelfOK(t, bin, "search", "--index", idx, "--queries", qF, "--gt", gtF, "--nprobe", "4,16"); !strings.Contains(out, "R@10") {
 			t.Errorf("search table lacks R@10:\n%s", out)
 		}
+		// This binary has no GPU code: --gpu is refused with the way out.
+		if _, errOut, code := shelfRun(t, bin, "search", "--index", idx, "--queries", qF, "--gpu"); code != 1 || !strings.Contains(errOut, "-tags cuda") {
+			t.Errorf("search --gpu without CUDA: exit %d, stderr %q", code, errOut)
+		}
 	})
 
 	t.Run("add with ids", func(t *testing.T) {

@@ -2,6 +2,7 @@ package tools
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shelfdb/shelf/gpu"
 	"github.com/shelfdb/shelf/internal/groundtruth"
 	"github.com/shelfdb/shelf/internal/vecio"
 	"github.com/shelfdb/shelf/ivf"
@@ -28,10 +30,11 @@ type searchResult struct {
 	RecallK *float64 `json:"recallk,omitempty"`
 	NQ      int      `json:"nq"`
 	Threads int      `json:"threads"`
+	GPU     bool     `json:"gpu,omitempty"`
 }
 
 func runSearch(env *Env) error {
-	fs := newFlags(env, "search", "search --index DIR --queries FILE [--k 10] [--nprobe 1,4,16,64] [--gt FILE] [--threads T] [--json] [--out FILE.ivecs]",
+	fs := newFlags(env, "search", "search --index DIR --queries FILE [--k 10] [--nprobe 1,4,16,64] [--gt FILE] [--threads T] [--json] [--out FILE.ivecs] [--gpu [--gpu-shards N]]",
 		"shelf search --index /tmp/sift --queries sift_query.fvecs --gt sift_groundtruth.ivecs --nprobe 1,4,16,64\nshelf search --index /tmp/sift --queries q.npy --k 100 --nprobe 32 --json --out ids.ivecs")
 	dir := fs.String("index", "", "index directory")
 	queries := fs.String("queries", "", "query vectors (.fvecs, .bvecs or .npy)")
@@ -41,6 +44,8 @@ func runSearch(env *Env) error {
 	threads := fs.Int("threads", 0, "search goroutines (0: all CPUs)")
 	asJSON := fs.Bool("json", false, "print one JSON object per nprobe instead of a table")
 	outFile := fs.String("out", "", "write the result ids of the last nprobe to this .ivecs file")
+	useGPU := fs.Bool("gpu", false, "scan the lists on the GPU(s) (a shelf built with -tags cuda)")
+	gpuShards := fs.Int("gpu-shards", 1, "with --gpu: logical shards per GPU, each with its own streams and buffers")
 	if err := parse(fs, env.Args); err != nil {
 		return err
 	}
@@ -49,6 +54,9 @@ func runSearch(env *Env) error {
 	}
 	if *k < 1 || *threads < 0 {
 		return fmt.Errorf("%w: --k must be positive and --threads not negative", errUsage)
+	}
+	if *gpuShards < 1 {
+		return fmt.Errorf("%w: --gpu-shards must be positive", errUsage)
 	}
 	if *outFile != "" && !strings.HasSuffix(strings.ToLower(*outFile), ".ivecs") {
 		return fmt.Errorf("%w: --out %q must end in .ivecs", errUsage, *outFile)
@@ -89,6 +97,18 @@ func runSearch(env *Env) error {
 		return fmt.Errorf("%s has dimension %d but the index in %s has dimension %d", *queries, q.D, *dir, p.D)
 	}
 	ix.Threads = *threads
+	var scanner ivf.Scanner
+	if *useGPU {
+		sc, err := gpu.NewShardedScanner(nil, *gpuShards, gpu.Options{HostThreads: *threads})
+		if errors.Is(err, gpu.ErrNoCUDA) {
+			return fmt.Errorf("--gpu: %w (build shelf with: go build -tags cuda ./tools/shelf, on a machine with a CUDA GPU)", err)
+		}
+		if err != nil {
+			return fmt.Errorf("--gpu: %w", err)
+		}
+		defer sc.Close()
+		scanner = sc
+	}
 	nthreads := *threads
 	if nthreads == 0 {
 		nthreads = runtime.GOMAXPROCS(0)
@@ -97,7 +117,11 @@ func runSearch(env *Env) error {
 	// narrower than k is fine; recall@k is then still over the top k found.
 	out := env.Stdout
 	if !*asJSON {
-		fmt.Fprintf(out, "%s: %s, %s, %d vectors; %d queries, k=%d, %d threads\n\n", *dir, p.Factory(), p.Metric, ix.NTotal(), q.N, *k, nthreads)
+		where := fmt.Sprintf("%d threads", nthreads)
+		if scanner != nil {
+			where += fmt.Sprintf(", lists scanned on %d GPU shard(s)", scanner.(*ivf.ShardedScanner).Shards())
+		}
+		fmt.Fprintf(out, "%s: %s, %s, %d vectors; %d queries, k=%d, %s\n\n", *dir, p.Factory(), p.Metric, ix.NTotal(), q.N, *k, where)
 		if gt != nil {
 			fmt.Fprintf(out, "  %6s %10s %8s %8s\n", "nprobe", "QPS", "R@1", fmt.Sprintf("R@%d", *k))
 		} else {
@@ -118,13 +142,17 @@ func runSearch(env *Env) error {
 		best := 0.0
 		for rep := 0; rep < 2; rep++ {
 			t := time.Now()
-			_, ids, err = ix.Search(q.Data, q.N, *k, np)
+			if scanner != nil {
+				_, ids, err = ix.SearchWith(q.Data, q.N, *k, np, scanner)
+			} else {
+				_, ids, err = ix.Search(q.Data, q.N, *k, np)
+			}
 			if err != nil {
 				return err
 			}
 			best = max(best, float64(q.N)/max(time.Since(t).Seconds(), 1e-9))
 		}
-		res := searchResult{NProbe: np, K: *k, QPS: math.Round(best), NQ: q.N, Threads: nthreads}
+		res := searchResult{NProbe: np, K: *k, QPS: math.Round(best), NQ: q.N, Threads: nthreads, GPU: scanner != nil}
 		if gt != nil {
 			r1 := groundtruth.Recall(ids, *k, gt, kGT, q.N, 1)
 			rk := groundtruth.Recall(ids, *k, gt, kGT, q.N, *k)

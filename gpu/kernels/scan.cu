@@ -9,10 +9,11 @@
 // less orders (distance, key) pairs as vecmath.TopK does: by distance,
 // then by id. Entries with key < 0 are empty and sort last.
 struct ById {
-    const long long *ids; // ids of the list (kernel 1) or nullptr (kernel 2)
+    const long long *ids; // ids of the chunk (kernel 1) or nullptr (kernel 2)
+    long long base;       // index in ids of the list's entry 0
     __device__ long long id(long long key) const {
         if (key < 0) return 0x7fffffffffffffffLL;
-        return ids ? ids[key] : key;
+        return ids ? ids[base + key] : key;
     }
     __device__ bool less(float da, long long ka, float db, long long kb) const {
         if (ka < 0) return false;
@@ -63,20 +64,24 @@ __device__ void compact(float *d, Key *key, int *n, float *thr, int k, int sortN
     __syncthreads();
 }
 
-// ivfpq_scan scans one work item: a range [itemStart, itemEnd) of the
-// codes of one probed list for one query. It builds the pair's table in
-// shared memory (per-query term + per-list term, coarse term added to
-// sub-table 0, in the CPU's order of operations), sums one entry per
-// sub-quantizer for each code, and keeps the k best of the range in
-// shared memory, writing them (padded with +Inf and id -1) to
-// outD/outI[item*k ...]. Dynamic shared memory: M*256 floats, then sortN
-// floats and sortN ints (positions in the list); sortN is a power of two
-// >= k + blockDim.x.
+// ivfpq_scan scans one work item of a chunk: item itemBase+blockIdx.x,
+// a range [itemStart, itemEnd) of the codes of one probed list for one
+// query. The chunk's codes and ids (entries [entryBase, ...) of the
+// block's entry space, see plan.go) are in codes and ids, so entry e of
+// probed list pl is at index listStart[pl]-entryBase+e. The kernel builds
+// the pair's table in shared memory (per-query term + per-list term,
+// coarse term added to sub-table 0, in the CPU's order of operations),
+// sums one entry per sub-quantizer for each code, and keeps the k best
+// of the range in shared memory, writing them (padded with +Inf and id
+// -1) to outD/outI[item*k ...]. Dynamic shared memory: M*256 floats, then
+// sortN floats and sortN ints (positions in the list); sortN is a power
+// of two >= k + blockDim.x.
 extern "C" __global__ void ivfpq_scan(
     const float *qtab, const float *ltab, const unsigned char *codes, const long long *ids,
     const long long *listStart, const int *itemPair, const int *itemStart, const int *itemEnd,
     const int *pairQuery, const int *pairList, const float *pairCoarse,
-    long long M, long long k, long long sortN, float *outD, long long *outI) {
+    long long M, long long k, long long sortN, float *outD, long long *outI,
+    long long itemBase, long long entryBase) {
     extern __shared__ float smem[];
     __shared__ int n;
     __shared__ float thr;
@@ -85,7 +90,7 @@ extern "C" __global__ void ivfpq_scan(
     float *bd = tab + mk;
     int *bp = (int *)(bd + sortN);
 
-    const int item = blockIdx.x;
+    const long long item = itemBase + blockIdx.x;
     const int pair = itemPair[item];
     const int q = pairQuery[pair];
     const int pl = pairList[pair];
@@ -103,15 +108,14 @@ extern "C" __global__ void ivfpq_scan(
     }
     __syncthreads();
 
-    const long long base = listStart[pl];
-    const unsigned char *lc = codes + base * M;
-    ById cmp{ids + base};
+    const long long base = listStart[pl] - entryBase; // may be < 0: pos >= itemStart keeps indexes in the chunk
+    ById cmp{ids, base};
     const int start = itemStart[item], end = itemEnd[item];
     for (int tile = start; tile < end; tile += blockDim.x) {
         if (n + (int)blockDim.x > sortN) compact(bd, bp, &n, &thr, (int)k, (int)sortN, cmp);
         int pos = tile + threadIdx.x;
         if (pos < end) {
-            const unsigned char *c = lc + (long long)pos * M;
+            const unsigned char *c = codes + (base + pos) * M;
             float s = 0.0f;
             for (int j = 0; j < M; j++) s = __fadd_rn(s, tab[j * KSUB + c[j]]);
             if (s <= thr) { // drops NaN, as TopK.Push does
@@ -125,8 +129,8 @@ extern "C" __global__ void ivfpq_scan(
     compact(bd, bp, &n, &thr, (int)k, (int)sortN, cmp);
     for (int i = threadIdx.x; i < k; i += blockDim.x) {
         bool has = i < n;
-        outD[(long long)item * k + i] = has ? bd[i] : CUDART_INF_F;
-        outI[(long long)item * k + i] = has ? ids[base + bp[i]] : -1;
+        outD[item * k + i] = has ? bd[i] : CUDART_INF_F;
+        outI[item * k + i] = has ? ids[base + bp[i]] : -1;
     }
 }
 
@@ -144,7 +148,7 @@ extern "C" __global__ void ivfpq_merge(
     long long *bi = smem64;
     float *bd = (float *)(bi + sortN);
     const int q = blockIdx.x;
-    ById cmp{nullptr};
+    ById cmp{nullptr, 0};
     if (threadIdx.x == 0) {
         n = 0;
         thr = CUDART_INF_F;
