@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/shelfdb/shelf/ivf"
 	"gorgonia.org/cu"
 )
 
@@ -44,7 +45,7 @@ type Scanner struct {
 	scanFn    cu.Function
 	mergeFn   cu.Function
 	maxShared int
-	streams   [2]cu.Stream
+	streams   [3]cu.Stream // pipeline slots 0 and 1; 2: lists in the cache
 	nstreams  int
 
 	// meta: tables, item arrays and results; chunk[b]: list bytes of
@@ -53,6 +54,10 @@ type Scanner struct {
 	meta  buffer
 	chunk [2]buffer
 	stats Stats
+	// The device cache: arena of opts.CacheBytes (codes, then ids at
+	// cache.idsOff()), allocated on first use.
+	cache listCache
+	arena cu.DevicePtr
 }
 
 // buffer is a device allocation and its page-locked host twin.
@@ -69,13 +74,16 @@ type Stats struct {
 	ListBytes int64         // list codes and ids uploaded
 	Stage     time.Duration // copying lists into page-locked memory
 	Wait      time.Duration // waiting for the GPU (uploads, kernels)
+	Cache     CacheStats
 }
 
 // Stats returns the counters so far.
 func (s *Scanner) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	st := s.stats
+	st.Cache = s.cache.snapshot()
+	return st
 }
 
 func deviceCount() (int, error) {
@@ -146,6 +154,10 @@ func (s *Scanner) Close() error {
 		for _, b := range []*buffer{&s.meta, &s.chunk[0], &s.chunk[1]} {
 			errs = append(errs, b.free())
 		}
+		if s.arena != 0 {
+			errs = append(errs, cu.MemFree(s.arena))
+			s.arena = 0
+		}
 		for i := range s.nstreams {
 			errs = append(errs, s.streams[i].Destroy())
 		}
@@ -172,8 +184,6 @@ func (l *layout) add(size int64) region {
 	return r
 }
 
-func align(n int64) int64 { return (n + 255) &^ 255 } // as cudaMalloc
-
 // Scan scans the probed lists of req and returns the req.K best (score,
 // id) pairs of every query, sorted, padded with +Inf and -1.
 //
@@ -187,10 +197,37 @@ func align(n int64) int64 { return (n + 255) &^ 255 } // as cudaMalloc
 // NQ*K results come back.
 func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error) {
 	m := int64(req.M)
-	p, err := newPlan(req, src, s.opts.ItemCodes, max(1, s.opts.ChunkBytes/(m+8)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		return nil, nil, errors.New("gpu: scanner closed")
+	}
+	var cache *listCache
+	if vs, ok := src.(ivf.VersionedSource); ok && s.opts.CacheBytes > 0 && vs.Version() != 0 {
+		cache = &s.cache
+		cache.begin(vs.Version(), req.M, s.opts.CacheBytes)
+	}
+	p, err := newPlan(req, src, s.opts.ItemCodes, max(1, s.opts.ChunkBytes/(m+8)), cache)
 	if err != nil {
+		if cache != nil {
+			cache.abort()
+		}
 		return nil, nil, err
 	}
+	dist, ids, err := s.run(req, p, cache)
+	if cache != nil {
+		if err != nil {
+			cache.abort()
+		} else {
+			cache.commit()
+		}
+	}
+	return dist, ids, err
+}
+
+// run uploads and scans plan p of req (s.mu held).
+func (s *Scanner) run(req *Request, p *plan, cache *listCache) ([]float32, []int64, error) {
+	m := int64(req.M)
 	nq, k, mk := req.NQ, req.K, req.M*req.Ksub
 	dist := make([]float32, nq*k)
 	ids := make([]int64, nq*k)
@@ -209,6 +246,7 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 	qtab := l.add(int64(4 * nq * mk))
 	ltab := l.add(int64(4 * len(p.ltab)))
 	listStart := l.add(int64(8 * len(p.listStart)))
+	cacheStart := l.add(int64(8 * len(p.cacheStart)))
 	itemPair, itemStart, itemEnd := l.add(4*ni), l.add(4*ni), l.add(4*ni)
 	pairQuery, pairList, pairCoarse := l.add(4*np), l.add(4*np), l.add(4*np)
 	qItemStart, qItems := l.add(int64(4*(nq+1))), l.add(4*ni)
@@ -218,13 +256,22 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 	idsOff := align(p.chunkCap * m) // chunk slot: codes, then ids
 	chunkSize := idsOff + 8*p.chunkCap
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ctx == nil {
-		return nil, nil, errors.New("gpu: scanner closed")
-	}
 	s.stats.Blocks++
-	err = s.ctx.Do(func() error {
+	err := s.ctx.Do(func() (err error) {
+		defer func() {
+			if err != nil { // let work in flight finish before the buffers are reused
+				for i := range s.streams {
+					_ = s.streams[i].Synchronize()
+				}
+			}
+		}()
+		if cache != nil && s.arena == 0 {
+			a, err := cu.MemAlloc(s.opts.CacheBytes)
+			if err != nil {
+				return fmt.Errorf("gpu: %d bytes of device memory for the list cache: %w", s.opts.CacheBytes, err)
+			}
+			s.arena = a
+		}
 		if err := s.meta.grow(l.at); err != nil {
 			return err
 		}
@@ -241,6 +288,7 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 		stage(qtab, ptrF(req.QTables))
 		stage(ltab, ptrF(p.ltab))
 		stage(listStart, ptrI64(p.listStart))
+		stage(cacheStart, ptrI64(p.cacheStart))
 		stage(itemPair, ptrI32(p.itemPair))
 		stage(itemStart, ptrI32(p.itemStart))
 		stage(itemEnd, ptrI32(p.itemEnd))
@@ -258,6 +306,33 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 			ltabPtr = d(ltab)
 		}
 		m64, k64, ss64, sm64 := m, int64(k), int64(sortScan), int64(sortMerge)
+		// scan launches the scan kernel over items [lo, hi) on st, reading
+		// lists from codes/ids at index starts[list]-entryBase+e.
+		scan := func(st cu.Stream, lo, hi int, codes, idsP, starts cu.DevicePtr, entryBase int64) error {
+			a := []cu.DevicePtr{d(qtab), ltabPtr, codes, idsP, starts, d(itemPair), d(itemStart), d(itemEnd),
+				d(pairQuery), d(pairList), d(pairCoarse)}
+			args := make([]unsafe.Pointer, 0, 18)
+			for i := range a {
+				args = append(args, unsafe.Pointer(&a[i]))
+			}
+			oD, oI := d(itemD), d(itemI)
+			itemBase := int64(lo)
+			args = append(args, unsafe.Pointer(&m64), unsafe.Pointer(&k64), unsafe.Pointer(&ss64), unsafe.Pointer(&oD), unsafe.Pointer(&oI),
+				unsafe.Pointer(&itemBase), unsafe.Pointer(&entryBase))
+			if err := s.scanFn.Launch(hi-lo, 1, 1, threads, 1, 1, smemScan, st, args); err != nil {
+				return fmt.Errorf("gpu: scan kernel: %w", err)
+			}
+			return nil
+		}
+		var arenaIDs cu.DevicePtr
+		if cache != nil {
+			arenaIDs = s.arena + cu.DevicePtr(cache.idsOff())
+		}
+		if p.residentItems > 0 {
+			if err := scan(s.streams[2], 0, p.residentItems, s.arena, arenaIDs, d(cacheStart), 0); err != nil {
+				return err
+			}
+		}
 		for c, ch := range p.chunks {
 			b := c % 2
 			st, buf := s.streams[b], &s.chunk[b]
@@ -280,21 +355,22 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 			if err := cu.MemcpyHtoDAsync(buf.dev+cu.DevicePtr(idsOff), unsafe.Add(buf.host, idsOff), n*8, st); err != nil {
 				return fmt.Errorf("gpu: chunk upload: %w", err)
 			}
-			if ch.itemHi == ch.itemLo {
-				continue
+			for sg := ch.segLo; sg < ch.segHi && cache != nil; sg++ { // admitted lists: into the cache
+				i := p.segList[sg]
+				if p.admitAt[i] < 0 {
+					continue
+				}
+				from, to, cnt := p.segEntry(sg)-ch.entryLo, p.admitAt[i]+int64(p.segStart[sg]), int64(p.segEnd[sg]-p.segStart[sg])
+				if err := errors.Join(
+					cu.MemcpyDtoDAsync(s.arena+cu.DevicePtr(to*m), buf.dev+cu.DevicePtr(from*m), cnt*m, st),
+					cu.MemcpyDtoDAsync(arenaIDs+cu.DevicePtr(8*to), buf.dev+cu.DevicePtr(idsOff+8*from), 8*cnt, st)); err != nil {
+					return fmt.Errorf("gpu: copy into the list cache: %w", err)
+				}
 			}
-			a := []cu.DevicePtr{d(qtab), ltabPtr, buf.dev, buf.dev + cu.DevicePtr(idsOff), d(listStart), d(itemPair), d(itemStart), d(itemEnd),
-				d(pairQuery), d(pairList), d(pairCoarse)}
-			args := make([]unsafe.Pointer, 0, 18)
-			for i := range a {
-				args = append(args, unsafe.Pointer(&a[i]))
-			}
-			oD, oI := d(itemD), d(itemI)
-			itemBase, entryBase := int64(ch.itemLo), ch.entryLo
-			args = append(args, unsafe.Pointer(&m64), unsafe.Pointer(&k64), unsafe.Pointer(&ss64), unsafe.Pointer(&oD), unsafe.Pointer(&oI),
-				unsafe.Pointer(&itemBase), unsafe.Pointer(&entryBase))
-			if err := s.scanFn.Launch(ch.itemHi-ch.itemLo, 1, 1, threads, 1, 1, smemScan, st, args); err != nil {
-				return fmt.Errorf("gpu: scan kernel: %w", err)
+			if ch.itemHi > ch.itemLo {
+				if err := scan(st, ch.itemLo, ch.itemHi, buf.dev, buf.dev+cu.DevicePtr(idsOff), d(listStart), ch.entryLo); err != nil {
+					return err
+				}
 			}
 		}
 		t := time.Now()

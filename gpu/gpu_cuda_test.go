@@ -53,6 +53,7 @@ func TestGPUMatchesCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sharded.Close()
+
 	for _, c := range []struct{ m, k, nprobe int }{{16, 10, 16}, {32, 100, 8}, {8, 1024, 4}} {
 		req, src := synthetic(1_000_000, 1024, c.m, 1000, c.nprobe, c.k, uint64(c.m))
 		wd, wi, err := (&ivf.CPUScanner{}).Scan(req, src)
@@ -71,6 +72,40 @@ func TestGPUMatchesCPU(t *testing.T) {
 	}
 	t.Logf("default scanner: %+v", s.Stats())
 	t.Logf("1 MiB chunks: %+v", small.Stats())
+}
+
+// TestGPUCache: blocks of 50 queries over 1M codes with a device cache for
+// about a quarter of them give the CPU's results while lists are
+// admitted, hit and evicted, and a new content version empties the cache.
+func TestGPUCache(t *testing.T) {
+	const n, nl, m, k = 1_000_000, 1024, 16, 10
+	s, err := gpu.NewScanner(gpu.Options{CacheBytes: n * (m + 8) / 4, ChunkBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	lsrc := syntheticLists(n, nl, m, 3)
+	for block := range 12 {
+		version := uint64(1)
+		if block >= 10 {
+			version = 2
+		}
+		req := syntheticRequest(nl, m, 50, 16, k, uint64(block%5)) // blocks repeat: hits
+		wd, wi, err := (&ivf.CPUScanner{}).Scan(req, lsrc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gd, gi, err := s.Scan(req, versioned{lsrc, version})
+		if err != nil {
+			t.Fatal(err)
+		}
+		compare(t, fmt.Sprintf("block %d", block), wd, wi, gd, gi)
+	}
+	st := s.Stats()
+	t.Logf("%+v", st)
+	if st.Cache.Hits == 0 || st.Cache.Evicted == 0 || st.Cache.Resets != 1 {
+		t.Fatalf("no hits, evictions or reset: %+v", st.Cache)
+	}
 }
 
 // TestGPUSearchWith: an index on disk searched through the GPU scanner
@@ -120,18 +155,28 @@ func TestGPUSearchWith(t *testing.T) {
 }
 
 // BenchmarkGPUScan is the GPU column of the CPU vs GPU table: codes/s,
-// bytes/s and their share of the device's peak memory bandwidth.
+// bytes/s and their share of the device's peak memory bandwidth, with
+// the lists streamed from host memory every batch (stream) and kept in
+// the device cache (cached, 1 GiB: the whole 10M-code index).
 func BenchmarkGPUScan(b *testing.B) {
-	s, err := gpu.NewScanner(gpu.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
 	peak, err := gpu.PeakBandwidth(0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("device 0 peak memory bandwidth %.0f GB/s", peak/1e9)
-	benchScan(b, s, peak)
-	b.Logf("%+v", s.Stats())
+	for _, mode := range []string{"stream", "cached"} {
+		b.Run(mode, func(b *testing.B) {
+			opts := gpu.Options{}
+			if mode == "cached" {
+				opts.CacheBytes = 1 << 30
+			}
+			s, err := gpu.NewScanner(opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			benchScan(b, s, peak, mode == "cached")
+			b.Logf("%+v", s.Stats())
+		})
+	}
 }

@@ -20,6 +20,13 @@ import (
 // staging buffer at entry-entryLo, and its items are one range
 // [itemLo, itemHi): the scan kernel of a chunk reads entry e of the
 // item's list at buffer index listStart[list]-entryLo+e.
+//
+// With a device cache, lists resident in it come first: their items
+// [0, residentItems) are scanned from the cache arena in one launch,
+// reading entry e at arena index cacheStart[list]+e; they take no room
+// in the entry space. Lists admitted to the cache by this block are
+// streamed like the others, and each of their segments is then copied
+// on the device from its chunk to arena index admitAt[list]+segStart.
 type plan struct {
 	m int
 	// Probed list i: its source slices (read in place, not copied) and
@@ -39,6 +46,10 @@ type plan struct {
 	ltab               []float32 // len(Lists)*M*Ksub per-list terms, or nil
 	chunks             []chunk
 	chunkCap           int64 // entries of the largest chunk
+	// Device cache (nil without one): arena index of each resident list,
+	// and of each list admitted by this block, else -1.
+	cacheStart, admitAt []int64
+	residentItems       int
 }
 
 // chunk is one pipeline step: segments [segLo, segHi), entries
@@ -52,8 +63,10 @@ type chunk struct {
 // newPlan reads the probed lists' slices (each once, whatever the number
 // of queries probing it), cuts them into items of at most itemCodes codes
 // and groups the segments into chunks of at most chunkEntries entries
-// (at least one segment each).
-func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64) (*plan, error) {
+// (at least one segment each). With a cache (begun for this block), lists
+// resident in it are scanned from it, and others are admitted when there
+// is room.
+func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64, cache *listCache) (*plan, error) {
 	if err := validate(r); err != nil {
 		return nil, err
 	}
@@ -62,7 +75,6 @@ func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64) (*pl
 	}
 	nl, m, mk := len(r.Lists), r.M, r.M*r.Ksub
 	p := &plan{m: m, srcIDs: make([][]int64, nl), srcCodes: make([][]byte, nl), listStart: make([]int64, nl+1)}
-	perQuery := make([]int32, r.NQ+1)
 	for i, l := range r.Lists {
 		ids, codes, err := src.ReadList(l)
 		if err != nil {
@@ -76,7 +88,6 @@ func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64) (*pl
 			return nil, fmt.Errorf("gpu: list %d has %d entries (at most 2^31-1)", l, n)
 		}
 		p.srcIDs[i], p.srcCodes[i] = ids, codes[:n*m]
-		p.listStart[i+1] = p.listStart[i] + int64(n)
 		if r.ListTables != nil {
 			t := r.ListTables(l)
 			if len(t) < mk {
@@ -84,26 +95,50 @@ func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64) (*pl
 			}
 			p.ltab = append(p.ltab, t[:mk]...)
 		}
-		lo, hi := r.ProbeStart[i], r.ProbeStart[i+1]
-		if lo == hi {
-			continue // no probe: nothing to upload
-		}
-		for s := 0; s < n; s += itemCodes {
-			e := min(s+itemCodes, n)
-			p.segList = append(p.segList, int32(i))
-			p.segStart = append(p.segStart, int32(s))
-			p.segEnd = append(p.segEnd, int32(e))
-			if len(p.itemPair) > math.MaxInt32-(hi-lo) {
-				return nil, fmt.Errorf("gpu: more than 2^31-1 work items in one block")
-			}
-			p.segItem = append(p.segItem, int32(len(p.itemPair)))
-			for j := lo; j < hi; j++ {
-				p.itemPair = append(p.itemPair, int32(j))
-				p.itemStart = append(p.itemStart, int32(s))
-				p.itemEnd = append(p.itemEnd, int32(e))
-				perQuery[r.ProbeQuery[j]+1]++
+	}
+	probed := func(i int) bool { return r.ProbeStart[i+1] > r.ProbeStart[i] && len(p.srcIDs[i]) > 0 }
+	resident := func(int) bool { return false }
+	if cache != nil {
+		p.cacheStart = make([]int64, nl)
+		p.admitAt = make([]int64, nl)
+		for i := range nl { // hits first, so that admissions never evict them
+			p.cacheStart[i], p.admitAt[i] = -1, -1
+			if probed(i) {
+				if at, ok := cache.hit(r.Lists[i], len(p.srcIDs[i])); ok {
+					p.cacheStart[i] = at
+				}
 			}
 		}
+		for i := range nl {
+			if probed(i) && p.cacheStart[i] < 0 {
+				if at, ok := cache.admit(r.Lists[i], len(p.srcIDs[i])); ok {
+					p.admitAt[i] = at
+				}
+			}
+		}
+		resident = func(i int) bool { return p.cacheStart[i] >= 0 }
+	}
+	perQuery := make([]int32, r.NQ+1)
+	// Resident lists' items, then the streamed lists' segments and items.
+	for pass := range 2 {
+		for i := range nl {
+			if !probed(i) || resident(i) != (pass == 0) {
+				continue
+			}
+			if err := p.addSegments(r, i, itemCodes, pass == 1, perQuery); err != nil {
+				return nil, err
+			}
+		}
+		if pass == 0 {
+			p.residentItems = len(p.itemPair)
+		}
+	}
+	for i := range nl { // entry space: streamed lists only
+		n := int64(len(p.srcIDs[i]))
+		if !probed(i) || resident(i) {
+			n = 0
+		}
+		p.listStart[i+1] = p.listStart[i] + n
 	}
 	p.segItem = append(p.segItem, int32(len(p.itemPair)))
 	p.pairList = make([]int32, len(r.ProbeQuery))
@@ -124,6 +159,33 @@ func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64) (*pl
 	}
 	p.chunks = p.cut(chunkEntries)
 	return p, nil
+}
+
+// addSegments cuts probed list i into segments of at most itemCodes
+// entries (recorded when streamed) and adds one item per segment and
+// probe.
+func (p *plan) addSegments(r *Request, i, itemCodes int, streamed bool, perQuery []int32) error {
+	n := len(p.srcIDs[i])
+	lo, hi := r.ProbeStart[i], r.ProbeStart[i+1]
+	for s := 0; s < n; s += itemCodes {
+		e := min(s+itemCodes, n)
+		if len(p.itemPair) > math.MaxInt32-(hi-lo) {
+			return fmt.Errorf("gpu: more than 2^31-1 work items in one block")
+		}
+		if streamed {
+			p.segList = append(p.segList, int32(i))
+			p.segStart = append(p.segStart, int32(s))
+			p.segEnd = append(p.segEnd, int32(e))
+			p.segItem = append(p.segItem, int32(len(p.itemPair)))
+		}
+		for j := lo; j < hi; j++ {
+			p.itemPair = append(p.itemPair, int32(j))
+			p.itemStart = append(p.itemStart, int32(s))
+			p.itemEnd = append(p.itemEnd, int32(e))
+			perQuery[r.ProbeQuery[j]+1]++
+		}
+	}
+	return nil
 }
 
 // segEntry is the first entry of segment s in the entry space.
@@ -168,6 +230,8 @@ func (p *plan) stage(c int, codes []byte, ids []int64, threads int) {
 		}
 	})
 }
+
+func align(n int64) int64 { return (n + 255) &^ 255 } // as cudaMalloc
 
 // sortSize is the number of entries of a kernel's selection buffer: a
 // power of two holding the k kept plus one candidate per thread.

@@ -107,12 +107,133 @@ func score(t []float32, code []byte) float32 {
 	return s
 }
 
-// TestPlanMatchesReference runs the kernels' algorithm on the plan as
-// the GPU scanner drives it (chunks staged alternately into two reused,
-// poisoned buffers; each work item of a chunk keeps its k best; each
-// query merges its items) and checks it against a direct per-query
-// selection: the plan covers every (query, code) pair exactly once,
-// whatever the item and chunk sizes.
+// reference is the direct per-query selection: every probe of every
+// query, straight from the source.
+func reference(req *Request, src *memLists) [][]hit {
+	want := make([][]hit, req.NQ)
+	for i, l := range req.Lists {
+		ids, codes, _ := src.ReadList(l)
+		for j := req.ProbeStart[i]; j < req.ProbeStart[i+1]; j++ {
+			tab := pairTable(req, i, j)
+			q := req.ProbeQuery[j]
+			for e := range ids {
+				want[q] = append(want[q], hit{score(tab, codes[e*req.M:(e+1)*req.M]), ids[e]})
+			}
+		}
+	}
+	for q := range want {
+		want[q] = best(want[q], req.K)
+	}
+	return want
+}
+
+// arena is the model of the device cache's arena.
+type arena struct {
+	codes []byte
+	ids   []int64
+}
+
+// runModel runs the kernels' algorithm on plan p as the GPU scanner
+// drives it, and returns each query's k best: the resident items scan
+// the arena; the chunks are staged alternately into two reused, poisoned
+// buffers, admitted lists' segments are copied from them into the arena,
+// each work item keeps its k best, and each query merges its items. It
+// fails t on any out-of-range read and on items scanned other than once.
+func runModel(t *testing.T, req *Request, p *plan, ar *arena, item int, chunkEntries int64) [][]hit {
+	t.Helper()
+	m, k := req.M, req.K
+	items := make([][]hit, len(p.itemPair))
+	scanned := make([]int, len(p.itemPair))
+	scanItem := func(it int, codes []byte, ids []int64, base int64) {
+		scanned[it]++
+		j := int(p.itemPair[it])
+		i := int(p.pairList[j])
+		tab := pairTable(req, i, j)
+		var h []hit
+		for pos := p.itemStart[it]; pos < p.itemEnd[it]; pos++ {
+			e := base + int64(pos)
+			if e < 0 || e >= int64(len(ids)) {
+				t.Fatalf("item %d reads entry %d of a buffer of %d", it, e, len(ids))
+			}
+			h = append(h, hit{score(tab, codes[e*int64(m):(e+1)*int64(m)]), ids[e]})
+		}
+		items[it] = best(h, k)
+		if n := p.itemEnd[it] - p.itemStart[it]; n <= 0 || int(n) > item {
+			t.Fatalf("item %d has %d codes (at most %d)", it, n, item)
+		}
+	}
+	// The resident launch.
+	for it := 0; it < p.residentItems; it++ {
+		i := p.pairList[p.itemPair[it]]
+		if p.cacheStart == nil || p.cacheStart[i] < 0 {
+			t.Fatalf("resident item %d of list %d, which is not resident", it, i)
+		}
+		scanItem(it, ar.codes, ar.ids, p.cacheStart[i])
+	}
+	// The pipeline.
+	var bufCodes [2][]byte
+	var bufIDs [2][]int64
+	for b := range 2 {
+		bufCodes[b] = make([]byte, p.chunkCap*int64(m))
+		bufIDs[b] = make([]int64, p.chunkCap)
+	}
+	for c, ch := range p.chunks {
+		prev := chunk{segHi: 0, itemHi: p.residentItems}
+		if c > 0 {
+			prev = p.chunks[c-1]
+		} else if len(p.segList) > 0 {
+			prev.entryHi = p.segEntry(0)
+		}
+		if ch.segLo != prev.segHi || ch.itemLo != prev.itemHi || ch.entryLo != prev.entryHi {
+			t.Fatalf("chunk %d %+v does not follow %+v", c, ch, prev)
+		}
+		if n := ch.entryHi - ch.entryLo; n > max(chunkEntries, int64(item)) || n > p.chunkCap || n <= 0 {
+			t.Fatalf("chunk %d holds %d entries (chunk %d, item %d, cap %d)", c, n, chunkEntries, item, p.chunkCap)
+		}
+		b := c % 2
+		for i := range bufCodes[b] {
+			bufCodes[b][i] = 0xAB
+		}
+		for i := range bufIDs[b] {
+			bufIDs[b][i] = -7
+		}
+		p.stage(c, bufCodes[b], bufIDs[b], 3)
+		for s := ch.segLo; s < ch.segHi; s++ { // device-side copies into the arena
+			i := p.segList[s]
+			if p.admitAt == nil || p.admitAt[i] < 0 {
+				continue
+			}
+			from, to, n := p.segEntry(s)-ch.entryLo, p.admitAt[i]+int64(p.segStart[s]), int64(p.segEnd[s]-p.segStart[s])
+			copy(ar.codes[to*int64(m):(to+n)*int64(m)], bufCodes[b][from*int64(m):(from+n)*int64(m)])
+			copy(ar.ids[to:to+n], bufIDs[b][from:from+n])
+		}
+		for it := ch.itemLo; it < ch.itemHi; it++ {
+			i := p.pairList[p.itemPair[it]]
+			scanItem(it, bufCodes[b][:(ch.entryHi-ch.entryLo)*int64(m)], bufIDs[b][:ch.entryHi-ch.entryLo], p.listStart[i]-ch.entryLo)
+		}
+	}
+	for it, n := range scanned {
+		if n != 1 {
+			t.Fatalf("item %d scanned %d times", it, n)
+		}
+	}
+	// The merge kernel.
+	got := make([][]hit, req.NQ)
+	for q := range req.NQ {
+		var h []hit
+		for _, it := range p.qItems[p.qItemStart[q]:p.qItemStart[q+1]] {
+			if int(req.ProbeQuery[p.itemPair[it]]) != q {
+				t.Fatalf("item %d of query %d belongs to query %d", it, q, req.ProbeQuery[p.itemPair[it]])
+			}
+			h = append(h, items[it]...)
+		}
+		got[q] = best(h, k)
+	}
+	return got
+}
+
+// TestPlanMatchesReference: the plan covers every (query, code) pair
+// exactly once, whatever the item and chunk sizes.
 func TestPlanMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range []struct {
@@ -126,85 +247,84 @@ func TestPlanMatchesReference(t *testing.T) {
 		{3, 10, 10, 4, 1024, 200, 4096, 150},     // fewer codes than k: padding
 	} {
 		req, src := randomRequest(r, tc.nq, tc.nl, tc.nprobe, tc.m, tc.k, tc.maxLen)
-		p, err := newPlan(req, src, tc.item, tc.chunk)
+		p, err := newPlan(req, src, tc.item, tc.chunk, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Reference: every probe of every query, directly from the source.
-		want := make([][]hit, tc.nq)
-		for i, l := range req.Lists {
-			ids, codes, _ := src.ReadList(l)
-			for j := req.ProbeStart[i]; j < req.ProbeStart[i+1]; j++ {
-				tab := pairTable(req, i, j)
-				q := req.ProbeQuery[j]
-				for e := range ids {
-					want[q] = append(want[q], hit{score(tab, codes[e*tc.m:(e+1)*tc.m]), ids[e]})
-				}
+		got, want := runModel(t, req, p, nil, tc.item, tc.chunk), reference(req, src)
+		for q := range want {
+			if !slices.Equal(got[q], want[q]) {
+				t.Fatalf("%+v query %d: plan gives %v, want %v", tc, q, got[q], want[q])
 			}
 		}
-		// Chunks: contiguous, in bounds, covering every item once.
-		var bufCodes [2][]byte
-		var bufIDs [2][]int64
-		for b := range 2 {
-			bufCodes[b] = make([]byte, p.chunkCap*int64(tc.m))
-			bufIDs[b] = make([]int64, p.chunkCap)
-		}
-		items := make([][]hit, len(p.itemPair))
-		scanned := make([]int, len(p.itemPair))
-		for c, ch := range p.chunks {
-			if c > 0 && (ch.segLo != p.chunks[c-1].segHi || ch.itemLo != p.chunks[c-1].itemHi || ch.entryLo != p.chunks[c-1].entryHi) {
-				t.Fatalf("chunk %d %+v does not follow %+v", c, ch, p.chunks[c-1])
-			}
-			if n := ch.entryHi - ch.entryLo; n > max(tc.chunk, int64(tc.item)) || n > p.chunkCap || n <= 0 {
-				t.Fatalf("chunk %d holds %d entries (chunk %d, item %d, cap %d)", c, n, tc.chunk, tc.item, p.chunkCap)
-			}
-			b := c % 2
-			for i := range bufCodes[b] {
-				bufCodes[b][i] = 0xAB
-			}
-			for i := range bufIDs[b] {
-				bufIDs[b][i] = -7
-			}
-			p.stage(c, bufCodes[b], bufIDs[b], 3)
-			// The scan kernel, one thread block per item of the chunk.
-			for it := ch.itemLo; it < ch.itemHi; it++ {
-				scanned[it]++
-				j := int(p.itemPair[it])
-				i := int(p.pairList[j])
-				tab := pairTable(req, i, j)
-				base := p.listStart[i] - ch.entryLo
-				var h []hit
-				for pos := p.itemStart[it]; pos < p.itemEnd[it]; pos++ {
-					e := base + int64(pos)
-					if e < 0 || e >= ch.entryHi-ch.entryLo {
-						t.Fatalf("item %d reads entry %d of a chunk of %d", it, e, ch.entryHi-ch.entryLo)
+	}
+}
+
+// TestPlanWithCache runs blocks through one cache: results stay exact
+// while lists become resident, are evicted (a cache smaller than the
+// probed lists) and are dropped for a new content version or a failed
+// block.
+func TestPlanWithCache(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const nl, m, k, maxLen, item, chunkEntries = 40, 8, 20, 500, 128, 700
+	for _, capLists := range []int{1000, 6} { // everything fits; a few lists fit
+		req0, src := randomRequest(r, 10, nl, 6, m, k, maxLen)
+		lt := req0.ListTables
+		c := &listCache{}
+		capBytes := int64(capLists*maxLen) * (m + 8)
+		ar := &arena{}
+		version := uint64(1)
+		for block := range 12 {
+			if block == 8 {
+				version = 2 // new content: same lists, new codes
+				for l := range src.codes {
+					for i := range src.codes[l] {
+						src.codes[l][i] = byte(r.IntN(256))
 					}
-					h = append(h, hit{score(tab, bufCodes[b][e*int64(tc.m):(e+1)*int64(tc.m)]), bufIDs[b][e]})
 				}
-				items[it] = best(h, tc.k)
-				if n := p.itemEnd[it] - p.itemStart[it]; n <= 0 || int(n) > tc.item {
-					t.Fatalf("item %d has %d codes (at most %d)", it, n, tc.item)
+			}
+			req, _ := randomRequest(r, 10, nl, 6, m, k, maxLen)
+			req.ListTables = lt
+			c.begin(version, m, capBytes)
+			if int64(len(ar.ids)) != c.capEntries {
+				ar.codes, ar.ids = make([]byte, c.capEntries*m), make([]int64, c.capEntries)
+			}
+			before := c.snapshot()
+			p, err := newPlan(req, src, item, chunkEntries, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := runModel(t, req, p, ar, item, chunkEntries), reference(req, src)
+			for q := range want {
+				if !slices.Equal(got[q], want[q]) {
+					t.Fatalf("cache of %d lists, block %d, query %d: %v, want %v", capLists, block, q, got[q], want[q])
 				}
+			}
+			if block == 5 {
+				c.abort() // a failed block: its admissions are not resident
+				for _, e := range c.lists {
+					if !e.ready {
+						t.Fatal("abort left an unfilled entry")
+					}
+				}
+				continue
+			}
+			c.commit()
+			after := c.snapshot()
+			if after.UsedBytes > capBytes {
+				t.Fatalf("cache holds %d bytes of %d", after.UsedBytes, capBytes)
+			}
+			if err := c.alloc.Check(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("cap %d lists, block %d: %+v", capLists, block, after)
+			if capLists == 1000 && block > 0 && block != 6 && block != 8 && after.Hits == before.Hits {
+				t.Fatalf("block %d: no hit in a cache holding every list", block)
 			}
 		}
-		for it, n := range scanned {
-			if n != 1 {
-				t.Fatalf("item %d scanned %d times", it, n)
-			}
-		}
-		// The merge kernel.
-		for q := range tc.nq {
-			var h []hit
-			for _, it := range p.qItems[p.qItemStart[q]:p.qItemStart[q+1]] {
-				if int(req.ProbeQuery[p.itemPair[it]]) != q {
-					t.Fatalf("item %d of query %d belongs to query %d", it, q, req.ProbeQuery[p.itemPair[it]])
-				}
-				h = append(h, items[it]...)
-			}
-			got, w := best(h, tc.k), best(want[q], tc.k)
-			if !slices.Equal(got, w) {
-				t.Fatalf("%+v query %d: plan gives %v, want %v", tc, q, got, w)
-			}
+		st := c.snapshot()
+		if st.Resets != 1 || st.Admitted == 0 || (capLists == 6 && st.Evicted == 0) {
+			t.Fatalf("cache of %d lists: %+v", capLists, st)
 		}
 	}
 }
@@ -214,12 +334,12 @@ func TestPlanErrors(t *testing.T) {
 	req, src := randomRequest(r, 2, 6, 3, 4, 5, 20)
 	src.codes[req.Lists[0]] = src.codes[req.Lists[0]][:0]
 	src.ids[req.Lists[0]] = append(src.ids[req.Lists[0]], 1)
-	if _, err := newPlan(req, src, 16, 64); err == nil {
+	if _, err := newPlan(req, src, 16, 64, nil); err == nil {
 		t.Fatal("list with too few code bytes accepted")
 	}
 	req, src = randomRequest(r, 2, 6, 3, 4, 5, 20)
 	req.ProbeQuery[0] = 9
-	if _, err := newPlan(req, src, 16, 64); err == nil {
+	if _, err := newPlan(req, src, 16, 64, nil); err == nil {
 		t.Fatal("probe of a query outside the block accepted")
 	}
 }

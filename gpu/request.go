@@ -32,6 +32,13 @@ type Options struct {
 	ChunkBytes int64
 	// HostThreads copy lists into the staging buffers (0: GOMAXPROCS).
 	HostThreads int
+	// CacheBytes is the size of the device-side list cache (0: none).
+	// Lists probed by a block stay on the GPU for later blocks, least
+	// recently used out first, as long as the source's content version
+	// (ivf.VersionedSource: index snapshots have one) is unchanged; any
+	// change to the index empties it. A cache large enough for the hot
+	// lists turns a stream over PCIe into a scan of device memory.
+	CacheBytes int64
 }
 
 func (o *Options) defaults() {

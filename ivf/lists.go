@@ -40,16 +40,17 @@ type Snapshot interface {
 // Snapshots copy the list headers only: appends never touch what a
 // snapshot sees, and removals build new slices.
 type MemLists struct {
-	mu    sync.RWMutex
-	cs    int
-	ids   [][]int64
-	codes [][]byte
-	meta  map[string][]byte
+	mu      sync.RWMutex
+	version uint64 // content version (see VersionedSource), new on every change
+	cs      int
+	ids     [][]int64
+	codes   [][]byte
+	meta    map[string][]byte
 }
 
 // NewMemLists makes nlist empty lists of codeSize-byte codes.
 func NewMemLists(nlist, codeSize int) *MemLists {
-	return &MemLists{cs: codeSize, ids: make([][]int64, nlist), codes: make([][]byte, nlist), meta: map[string][]byte{}}
+	return &MemLists{cs: codeSize, ids: make([][]int64, nlist), codes: make([][]byte, nlist), meta: map[string][]byte{}, version: newVersion()}
 }
 
 // NumLists returns the number of lists.
@@ -65,6 +66,7 @@ func (m *MemLists) Append(lists, ids []int64, codes []byte, meta map[string][]by
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.version = newVersion()
 	for i, l := range lists {
 		m.ids[l] = append(m.ids[l], ids[i])
 		m.codes[l] = append(m.codes[l], codes[i*m.cs:(i+1)*m.cs]...)
@@ -91,6 +93,7 @@ func checkAppend(nlist, cs int, lists, ids []int64, codes []byte) error {
 func (m *MemLists) Remove(sel func(id int64) bool) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.version = newVersion()
 	var n int64
 	for l, ids := range m.ids {
 		var keepIDs []int64
@@ -127,6 +130,7 @@ func (m *MemLists) MergeFrom(srcs []store.Source, shift []int64, meta map[string
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.version = newVersion()
 	var n int64
 	for i, s := range srcs {
 		for l := range m.ids {
@@ -165,14 +169,18 @@ func (m *MemLists) Close() error { return nil }
 func (m *MemLists) Snapshot() (Snapshot, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return &memSnap{cs: m.cs, ids: append([][]int64(nil), m.ids...), codes: append([][]byte(nil), m.codes...)}, nil
+	return &memSnap{cs: m.cs, ids: append([][]int64(nil), m.ids...), codes: append([][]byte(nil), m.codes...), version: m.version}, nil
 }
 
 type memSnap struct {
-	cs    int
-	ids   [][]int64
-	codes [][]byte
+	cs      int
+	ids     [][]int64
+	codes   [][]byte
+	version uint64
 }
+
+// Version implements VersionedSource.
+func (s *memSnap) Version() uint64 { return s.version }
 
 func (s *memSnap) NumLists() int { return len(s.ids) }
 func (s *memSnap) CodeSize() int { return s.cs }
@@ -194,6 +202,10 @@ func (s *memSnap) Release()       {}
 // DiskLists keeps the lists in a store (the on-disk inverted lists).
 type DiskLists struct {
 	S *store.Store
+
+	mu      sync.Mutex
+	seq     uint64 // commit of the last snapshot taken
+	version uint64 // its content version (see VersionedSource)
 }
 
 // NumLists returns the number of lists.
@@ -285,9 +297,25 @@ func (d *DiskLists) Snapshot() (Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return diskSnap{v}, nil
+	// Every commit (add, remove, merge, compaction) has its own sequence
+	// number, so the content of a view is named by the store and its
+	// commit; the version maps that pair to a number unique in the
+	// process.
+	d.mu.Lock()
+	if d.version == 0 || v.Seq() != d.seq {
+		d.seq, d.version = v.Seq(), newVersion()
+	}
+	ver := d.version
+	d.mu.Unlock()
+	return diskSnap{v, ver}, nil
 }
 
-type diskSnap struct{ *store.View }
+type diskSnap struct {
+	*store.View
+	version uint64
+}
+
+// Version implements VersionedSource.
+func (s diskSnap) Version() uint64 { return s.version }
 
 func (s diskSnap) Prefetch(lists []int) { _ = s.View.Prefetch(lists, 0) }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 
 	"github.com/shelfdb/shelf/internal/vecmath"
 	"github.com/shelfdb/shelf/pq"
@@ -51,6 +52,23 @@ type ScanRequest struct {
 type ListSource interface {
 	ReadList(list int) (ids []int64, codes []byte, err error)
 }
+
+// VersionedSource is a ListSource whose content has a name: two sources
+// with the same non-zero Version hold identical lists, so a scanner may
+// keep lists it read from one (in GPU memory, say) and use them for the
+// other. Snapshots of MemLists and DiskLists are versioned: every change
+// to the lists (a commit, for a store) gives snapshots taken after it a
+// new version.
+type VersionedSource interface {
+	ListSource
+	Version() uint64
+}
+
+var versions atomic.Uint64
+
+// newVersion returns a content version never returned before in this
+// process.
+func newVersion() uint64 { return versions.Add(1) }
 
 // Scanner scans the probed lists of a block of queries and returns, for
 // each query, the K best (score, id) pairs sorted by score then id,

@@ -97,3 +97,57 @@ func TestScanRequestValidate(t *testing.T) {
 		t.Fatalf("short offsets: err = %v", err)
 	}
 }
+
+// TestSnapshotVersions: snapshots of unchanged lists share a version, and
+// every change (add, remove) gives later snapshots a new one, in memory
+// and on disk.
+func TestSnapshotVersions(t *testing.T) {
+	const n, d = 2000, 16
+	x := blobs(n, d, 10, 3)
+	ix, err := NewFromFactory("IVF8,PQ4", d, L2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Train(x, n, nil); err != nil {
+		t.Fatal(err)
+	}
+	version := func() uint64 {
+		t.Helper()
+		s, err := ix.lists.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Release()
+		vs, ok := s.(VersionedSource)
+		if !ok || vs.Version() == 0 {
+			t.Fatalf("snapshot %T has no version", s)
+		}
+		return vs.Version()
+	}
+	check := func(where string, remove []int64) {
+		t.Helper()
+		v0 := version()
+		if v := version(); v != v0 {
+			t.Fatalf("%s: unchanged lists, versions %d and %d", where, v0, v)
+		}
+		if _, err := ix.Add(x[:100*d], 100); err != nil {
+			t.Fatal(err)
+		}
+		v1 := version()
+		if v1 == v0 {
+			t.Fatalf("%s: version %d unchanged by an add", where, v0)
+		}
+		if got, err := ix.RemoveIDs(remove); err != nil || got != int64(len(remove)) {
+			t.Fatalf("%s: removed %d of %v: %v", where, got, remove, err)
+		}
+		if v := version(); v == v1 || v == v0 {
+			t.Fatalf("%s: version %d after a remove, %d and %d before", where, v, v0, v1)
+		}
+	}
+	check("memory", []int64{0, 1, 2})
+	dir := t.TempDir()
+	if err := ix.ToDisk(dir); err != nil {
+		t.Fatal(err)
+	}
+	check("disk", []int64{10, 11})
+}

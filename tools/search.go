@@ -34,7 +34,7 @@ type searchResult struct {
 }
 
 func runSearch(env *Env) error {
-	fs := newFlags(env, "search", "search --index DIR --queries FILE [--k 10] [--nprobe 1,4,16,64] [--gt FILE] [--threads T] [--json] [--out FILE.ivecs] [--gpu [--gpu-shards N]]",
+	fs := newFlags(env, "search", "search --index DIR --queries FILE [--k 10] [--nprobe 1,4,16,64] [--gt FILE] [--threads T] [--json] [--out FILE.ivecs] [--gpu [--gpu-shards N] [--gpu-cache-mb MB]]",
 		"shelf search --index /tmp/sift --queries sift_query.fvecs --gt sift_groundtruth.ivecs --nprobe 1,4,16,64\nshelf search --index /tmp/sift --queries q.npy --k 100 --nprobe 32 --json --out ids.ivecs")
 	dir := fs.String("index", "", "index directory")
 	queries := fs.String("queries", "", "query vectors (.fvecs, .bvecs or .npy)")
@@ -46,6 +46,7 @@ func runSearch(env *Env) error {
 	outFile := fs.String("out", "", "write the result ids of the last nprobe to this .ivecs file")
 	useGPU := fs.Bool("gpu", false, "scan the lists on the GPU(s) (a shelf built with -tags cuda)")
 	gpuShards := fs.Int("gpu-shards", 1, "with --gpu: logical shards per GPU, each with its own streams and buffers")
+	gpuCache := fs.Int64("gpu-cache-mb", 0, "with --gpu: MiB of GPU memory per shard that keep probed lists for later queries (0: stream every time)")
 	if err := parse(fs, env.Args); err != nil {
 		return err
 	}
@@ -55,8 +56,8 @@ func runSearch(env *Env) error {
 	if *k < 1 || *threads < 0 {
 		return fmt.Errorf("%w: --k must be positive and --threads not negative", errUsage)
 	}
-	if *gpuShards < 1 {
-		return fmt.Errorf("%w: --gpu-shards must be positive", errUsage)
+	if *gpuShards < 1 || *gpuCache < 0 {
+		return fmt.Errorf("%w: --gpu-shards must be positive and --gpu-cache-mb not negative", errUsage)
 	}
 	if *outFile != "" && !strings.HasSuffix(strings.ToLower(*outFile), ".ivecs") {
 		return fmt.Errorf("%w: --out %q must end in .ivecs", errUsage, *outFile)
@@ -99,7 +100,7 @@ func runSearch(env *Env) error {
 	ix.Threads = *threads
 	var scanner ivf.Scanner
 	if *useGPU {
-		sc, err := gpu.NewShardedScanner(nil, *gpuShards, gpu.Options{HostThreads: *threads})
+		sc, err := gpu.NewShardedScanner(nil, *gpuShards, gpu.Options{HostThreads: *threads, CacheBytes: *gpuCache << 20})
 		if errors.Is(err, gpu.ErrNoCUDA) {
 			return fmt.Errorf("--gpu: %w (build shelf with: go build -tags cuda ./tools/shelf, on a machine with a CUDA GPU)", err)
 		}
