@@ -15,13 +15,17 @@ import (
 // merges their per-query results, like FAISS's IndexShards over
 // index_cpu_to_all_gpus, except that no shard holds a fixed part of the
 // index: lists are streamed from the store, so each block's lists are
-// dealt out afresh by the work they cost (codes x probing queries), the
-// largest first to the least loaded shard. Each shard receives a
-// ScanRequest holding only its lists and their probes (same tables, same
-// queries), and the merge keeps the K best by (score, id), so the result
-// is the one a single scanner returns.
+// dealt out by the work they cost (codes x probing queries). A list goes
+// back to the shard that scanned it last (whose device cache may still
+// hold it) while that shard's load stays within 10% of an even share;
+// the other lists go, largest first, to the least loaded shard. Each
+// shard receives a ScanRequest holding only its lists and their probes
+// (same tables, same queries), and the merge keeps the K best by (score,
+// id), so the result is the one a single scanner returns.
 type ShardedScanner struct {
 	shards []Scanner
+	mu     sync.Mutex
+	owner  map[int]int // list -> shard that scanned it last
 }
 
 // NewShardedScanner returns a scanner over shards (at least one). Close
@@ -35,7 +39,7 @@ func NewShardedScanner(shards ...Scanner) (*ShardedScanner, error) {
 			return nil, fmt.Errorf("%w: shard %d is nil", ErrInput, i)
 		}
 	}
-	return &ShardedScanner{shards: shards}, nil
+	return &ShardedScanner{shards: shards, owner: map[int]int{}}, nil
 }
 
 // Shards returns the number of shards.
@@ -55,7 +59,9 @@ func (s *ShardedScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []in
 	if err := req.Validate(); err != nil {
 		return nil, nil, err
 	}
-	parts, err := splitRequest(req, src, len(s.shards))
+	s.mu.Lock()
+	parts, err := splitRequest(req, src, len(s.shards), s.owner)
+	s.mu.Unlock()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,17 +127,21 @@ func (s *ShardedScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []in
 }
 
 // splitRequest deals the lists of req over n shards by work (entries x
-// probes, plus one per probe so that empty lists count), largest first
-// to the least loaded shard (ties to the lowest shard, so the split is
-// deterministic), and returns one request per shard, nil for a shard
-// that got no list. Each part keeps req's lists in their order.
-func splitRequest(req *ScanRequest, src ListSource, n int) ([]*ScanRequest, error) {
+// probes, plus one per probe so that empty lists count): first each list
+// whose owner (when owner is not nil) can take it without exceeding 1.1x
+// an even share, largest first; then the rest, largest first, to the
+// least loaded shard (ties to the lowest shard, so the split is
+// deterministic). It records the new owners and returns one request per
+// shard, nil for a shard that got no list. Each part keeps req's lists in
+// their order.
+func splitRequest(req *ScanRequest, src ListSource, n int, owner map[int]int) ([]*ScanRequest, error) {
 	if n == 1 {
 		return []*ScanRequest{req}, nil
 	}
 	nl := len(req.Lists)
 	work := make([]int64, nl)
 	order := make([]int, nl)
+	var total int64
 	for i, l := range req.Lists {
 		ids, _, err := src.ReadList(l)
 		if err != nil {
@@ -139,28 +149,43 @@ func splitRequest(req *ScanRequest, src ListSource, n int) ([]*ScanRequest, erro
 		}
 		probes := int64(req.ProbeStart[i+1] - req.ProbeStart[i])
 		work[i] = probes * int64(len(ids)+1)
+		total += work[i]
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool { return work[order[a]] > work[order[b]] })
-	owner := make([]int, nl)
+	to := make([]int, nl)
 	load := make([]int64, n)
+	limit := total/int64(n) + total/int64(10*n)
 	for _, i := range order {
+		to[i] = -1
+		if sh, ok := owner[req.Lists[i]]; ok && sh < n && load[sh]+work[i] <= limit {
+			to[i] = sh
+			load[sh] += work[i]
+		}
+	}
+	for _, i := range order {
+		if to[i] >= 0 {
+			continue
+		}
 		best := 0
 		for sh := 1; sh < n; sh++ {
 			if load[sh] < load[best] {
 				best = sh
 			}
 		}
-		owner[i] = best
+		to[i] = best
 		load[best] += work[i]
 	}
 	parts := make([]*ScanRequest, n)
 	for i, l := range req.Lists {
-		p := parts[owner[i]]
+		if owner != nil {
+			owner[l] = to[i]
+		}
+		p := parts[to[i]]
 		if p == nil {
 			p = &ScanRequest{NQ: req.NQ, K: req.K, M: req.M, Ksub: req.Ksub, QTables: req.QTables,
 				ListTables: req.ListTables, ProbeStart: []int{0}}
-			parts[owner[i]] = p
+			parts[to[i]] = p
 		}
 		lo, hi := req.ProbeStart[i], req.ProbeStart[i+1]
 		p.Lists = append(p.Lists, l)

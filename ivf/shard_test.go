@@ -2,6 +2,7 @@ package ivf
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"strings"
 	"sync"
@@ -116,7 +117,8 @@ func TestSplitRequestBalances(t *testing.T) {
 		req.ProbeCoarse = append(req.ProbeCoarse, 0)
 		req.ProbeStart = append(req.ProbeStart, l+1)
 	}
-	parts, err := splitRequest(req, src, 3)
+	owner := map[int]int{}
+	parts, err := splitRequest(req, src, 3, owner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +145,38 @@ func TestSplitRequestBalances(t *testing.T) {
 		if l < 170 || l > 200 {
 			t.Fatalf("unbalanced loads %v", loads)
 		}
+	}
+	// The same lists again: each goes back to its shard.
+	first := maps.Clone(owner)
+	if _, err := splitRequest(req, src, 3, owner); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(first, owner) {
+		t.Fatalf("owners moved: %v, then %v", first, owner)
+	}
+	// A block where one shard's lists carry all the work: that shard keeps
+	// what fits within 1.1x an even share, the rest moves.
+	heavy := &ScanRequest{NQ: 1, K: 1, M: 1, Ksub: 256, QTables: make([]float32, 256), ProbeStart: []int{0}}
+	for l := 0; l < 10; l++ {
+		if owner[l] == 0 {
+			heavy.Lists = append(heavy.Lists, l)
+			heavy.ProbeQuery = append(heavy.ProbeQuery, 0)
+			heavy.ProbeCoarse = append(heavy.ProbeCoarse, 0)
+			heavy.ProbeStart = append(heavy.ProbeStart, len(heavy.Lists))
+		}
+	}
+	parts, err = splitRequest(heavy, src, 3, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := 0
+	for _, p := range parts {
+		if p != nil {
+			busy++
+		}
+	}
+	if len(heavy.Lists) >= 3 && busy < 2 {
+		t.Fatalf("one shard kept all %d lists of the block", len(heavy.Lists))
 	}
 }
 
