@@ -61,7 +61,8 @@ func (c *listCache) begin(version uint64, m int, capBytes int64) {
 		c.stats.Resets++
 	}
 	c.version, c.m = version, m
-	c.capEntries = capBytes / int64(m+8)
+	c.capEntries = max(0, capBytes-256) / int64(m+8) // codes, then ids at a 256-byte boundary
+
 	c.alloc = slots.New(0, uint64(c.capEntries))
 	c.lists = map[int]*cacheEntry{}
 }

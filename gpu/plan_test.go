@@ -311,8 +311,8 @@ func TestPlanWithCache(t *testing.T) {
 			}
 			c.commit()
 			after := c.snapshot()
-			if after.UsedBytes > capBytes {
-				t.Fatalf("cache holds %d bytes of %d", after.UsedBytes, capBytes)
+			if after.UsedBytes > capBytes || c.idsOff()+8*c.capEntries > capBytes {
+				t.Fatalf("cache holds %d bytes, arena ends at %d, of %d", after.UsedBytes, c.idsOff()+8*c.capEntries, capBytes)
 			}
 			if err := c.alloc.Check(); err != nil {
 				t.Fatal(err)
