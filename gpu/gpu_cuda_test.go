@@ -109,7 +109,8 @@ func TestGPUCache(t *testing.T) {
 }
 
 // TestGPUSearchWith: an index on disk searched through the GPU scanner
-// gives Search's results (L2 with precomputed tables, and inner product).
+// gives Search's results (L2 with and without precomputed tables, and
+// inner product).
 func TestGPUSearchWith(t *testing.T) {
 	s, err := gpu.NewScanner(gpu.Options{})
 	if err != nil {
@@ -119,10 +120,17 @@ func TestGPUSearchWith(t *testing.T) {
 	const n, d, nq = 200_000, 64, 500
 	x := synth.Clustered(n, d, 100, 1)
 	q := synth.Clustered(nq, d, 100, 2)
-	for _, metric := range []ivf.Metric{ivf.L2, ivf.InnerProduct} {
+	for _, c := range []struct {
+		metric     ivf.Metric
+		precompute bool
+	}{{ivf.L2, true}, {ivf.L2, false}, {ivf.InnerProduct, true}} {
+		metric := c.metric
 		ix, err := ivf.NewFromFactory("IVF256,PQ16", d, metric)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !c.precompute {
+			ix.PrecomputedTableMax = 1 // per-list terms computed per block
 		}
 		if err := ix.Train(x.Data, n, nil); err != nil {
 			t.Fatal(err)
@@ -147,8 +155,8 @@ func TestGPUSearchWith(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			swaps := compare(t, fmt.Sprintf("metric %v nprobe %d", metric, nprobe), wd, wi, gd, gi)
-			t.Logf("metric %v nprobe %d: %d near-tie swaps", metric, nprobe, swaps)
+			swaps := compare(t, fmt.Sprintf("%+v nprobe %d", c, nprobe), wd, wi, gd, gi)
+			t.Logf("%+v nprobe %d: %d near-tie swaps", c, nprobe, swaps)
 		}
 		dix.Close()
 	}

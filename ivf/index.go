@@ -235,27 +235,41 @@ func (ix *Index) finishModel() {
 	if limit == 0 {
 		limit = 2 << 30
 	}
-	m, ksub, dsub := ix.pq.M, ix.pq.Ksub, ix.pq.Dsub
+	m, ksub := ix.pq.M, ix.pq.Ksub
 	size := int64(ix.p.NList) * int64(m*ksub) * 4
 	if size > limit {
 		return
 	}
 	ix.precomp = make([]float32, ix.p.NList*m*ksub)
+	ynorm := ix.codeNorms()
+	vecmath.ParallelFor(ix.p.NList, 16, ix.Threads, func(lo, hi, _ int) {
+		ip := make([]float32, m*ksub)
+		for l := lo; l < hi; l++ {
+			ix.listTerm(l, ynorm, ip, ix.precomp[l*m*ksub:(l+1)*m*ksub])
+		}
+	})
+}
+
+// codeNorms returns ||y||^2 of every PQ centroid y, sub-quantizer by
+// sub-quantizer (M*Ksub floats).
+func (ix *Index) codeNorms() []float32 {
+	m, ksub, dsub := ix.pq.M, ix.pq.Ksub, ix.pq.Dsub
 	ynorm := make([]float32, m*ksub)
 	for mm := 0; mm < m; mm++ {
 		vecmath.Norms2(ix.pq.Centroids[mm*ksub*dsub:(mm+1)*ksub*dsub], dsub, ynorm[mm*ksub:(mm+1)*ksub])
 	}
+	return ynorm
+}
+
+// listTerm writes list l's term of the L2 residual tables, ||y||^2 +
+// 2<c_l, y> for every PQ centroid y (FAISS's precomputed table), into t;
+// ip is scratch of M*Ksub floats.
+func (ix *Index) listTerm(l int, ynorm, ip, t []float32) {
 	d := ix.p.D
-	vecmath.ParallelFor(ix.p.NList, 16, ix.Threads, func(lo, hi, _ int) {
-		ip := make([]float32, m*ksub)
-		for l := lo; l < hi; l++ {
-			ix.pq.ComputeInnerProductTable(ix.centroids[l*d:(l+1)*d], ip)
-			t := ix.precomp[l*m*ksub : (l+1)*m*ksub]
-			for i := range t {
-				t[i] = ynorm[i] + 2*ip[i]
-			}
-		}
-	})
+	ix.pq.ComputeInnerProductTable(ix.centroids[l*d:(l+1)*d], ip)
+	for i := range t {
+		t[i] = ynorm[i] + 2*ip[i]
+	}
 }
 
 // PrecomputedTableBytes is the memory of the precomputed tables (0 when

@@ -206,16 +206,19 @@ func (s *CPUScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []int64,
 	return dist, out, nil
 }
 
-// ErrScannerUnsupported is returned by SearchWith for indexes whose
-// distance tables are not a sum of a per-query and a per-list term:
-// IVF-Flat, and L2 on residuals without precomputed tables (whose tables
-// are computed per pair from the residual).
+// ErrScannerUnsupported is returned by SearchWith for indexes that have
+// no PQ codes to scan (IVF-Flat).
 var ErrScannerUnsupported = errors.New("ivf: index configuration not supported by scanners")
 
 // SearchWith is Search with the list scan done by s: the coarse step,
 // the probe selection and the per-query tables are Search's; s receives
 // one ScanRequest per block of queries. With a CPUScanner the results are
-// identical to Search's.
+// identical to Search's, except for L2 on residuals without precomputed
+// tables (an index whose tables would exceed PrecomputedTableMax): Search
+// then computes each pair's table from the residual, while a scanner gets
+// the same table as a per-query and a per-list term (FAISS's
+// decomposition), the per-list terms computed for the block's probed
+// lists only; distances agree to rounding.
 func (ix *Index) SearchWith(q []float32, nq, k, nprobe int, s Scanner) ([]float32, []int64, error) {
 	if k <= 0 {
 		return nil, nil, fmt.Errorf("%w: k = %d", ErrInput, k)
@@ -226,7 +229,7 @@ func (ix *Index) SearchWith(q []float32, nq, k, nprobe int, s Scanner) ([]float3
 	if nprobe <= 0 {
 		return nil, nil, fmt.Errorf("%w: nprobe = %d", ErrInput, nprobe)
 	}
-	if ix.p.Flat || (ix.p.ByResidual && ix.p.Metric != InnerProduct && ix.precomp == nil) {
+	if ix.p.Flat {
 		return nil, nil, ErrScannerUnsupported
 	}
 	nprobe = min(nprobe, ix.p.NList)
@@ -309,8 +312,30 @@ func (ix *Index) scanRequest(qs []float32, nq, nprobe, k int) *ScanRequest {
 			req.ProbeCoarse[p] = pr.coarse
 		}
 	}
-	if residual && ix.p.Metric != InnerProduct {
+	switch {
+	case residual && ix.p.Metric != InnerProduct && ix.precomp != nil:
 		req.ListTables = func(l int) []float32 { return ix.precomp[l*mk : (l+1)*mk] }
+	case residual && ix.p.Metric != InnerProduct:
+		// No precomputed tables: the per-list terms of the probed lists.
+		terms := make([]float32, len(req.Lists)*mk)
+		at := make(map[int]int, len(req.Lists))
+		ynorm := ix.codeNorms()
+		vecmath.ParallelFor(len(req.Lists), 8, ix.Threads, func(lo, hi, _ int) {
+			ip := make([]float32, mk)
+			for i := lo; i < hi; i++ {
+				ix.listTerm(req.Lists[i], ynorm, ip, terms[i*mk:(i+1)*mk])
+			}
+		})
+		for i, l := range req.Lists {
+			at[l] = i
+		}
+		req.ListTables = func(l int) []float32 {
+			i, ok := at[l]
+			if !ok {
+				return nil // not probed in this block; scanners only ask for probed lists
+			}
+			return terms[i*mk : (i+1)*mk]
+		}
 	}
 	vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
 		for qi := lo; qi < hi; qi++ {

@@ -151,3 +151,50 @@ func TestSnapshotVersions(t *testing.T) {
 	}
 	check("disk", []int64{10, 11})
 }
+
+// TestSearchWithoutPrecomputedTables: an L2 residual index whose tables
+// exceed PrecomputedTableMax still searches through a scanner, with the
+// per-list terms computed for the probed lists; the results are Search's
+// up to float rounding (same distances to 1e-4, ids equal except between
+// such near-equal distances).
+func TestSearchWithoutPrecomputedTables(t *testing.T) {
+	const n, d, nq, k = 5000, 32, 60, 10
+	x := blobs(n, d, 20, 21)
+	ix, err := NewFromFactory("IVF32,PQ8", d, L2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix.PrecomputedTableMax = 1
+	if err := ix.Train(x, n, &TrainOptions{Seed: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if ix.PrecomputedTableBytes() != 0 {
+		t.Fatal("precomputed tables built despite the limit")
+	}
+	if _, err := ix.Add(x, n); err != nil {
+		t.Fatal(err)
+	}
+	q := blobs(nq, d, 20, 22)
+	for _, nprobe := range []int{1, 6} {
+		wd, wi, err := ix.Search(q, nq, k, nprobe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gd, gi, err := ix.SearchWith(q, nq, k, nprobe, &CPUScanner{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		swaps := 0
+		for j := range wi {
+			if math.Abs(float64(wd[j]-gd[j])) > 1e-4*math.Max(1, math.Abs(float64(wd[j]))) {
+				t.Fatalf("nprobe %d result %d: Search (%v, %d), SearchWith (%v, %d)", nprobe, j, wd[j], wi[j], gd[j], gi[j])
+			}
+			if wi[j] != gi[j] {
+				swaps++
+			}
+		}
+		if swaps > len(wi)/50 {
+			t.Fatalf("nprobe %d: %d of %d ids differ", nprobe, swaps, len(wi))
+		}
+	}
+}
