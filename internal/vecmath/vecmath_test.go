@@ -236,18 +236,19 @@ func TestArgMinL2ThreadIndependent(t *testing.T) {
 
 func TestTopK(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
-	for _, k := range []int{0, 1, 5, 100} {
+	for _, k := range []int{0, 1, 5, 31, 32, 33, 100} {
 		h := NewTopK(k)
 		type pair struct {
 			d  float32
 			id int64
 		}
 		var all []pair
-		for i := range 300 {
+		for range 300 {
 			d := float32(r.IntN(50)) // many ties
-			all = append(all, pair{d, int64(i)})
-			if d < h.Threshold() || h.Len() < k {
-				h.Push(d, int64(i))
+			id := int64(r.IntN(1000))
+			all = append(all, pair{d, id})
+			if d <= h.Threshold() || h.Len() < k {
+				h.Push(d, id)
 			}
 		}
 		h.Push(float32(math.NaN()), 999)
