@@ -67,16 +67,6 @@ type buffer struct {
 	size int64
 }
 
-// Stats are a Scanner's cumulative counters.
-type Stats struct {
-	Blocks    int64         // Scan calls
-	Chunks    int64         // pipeline steps
-	ListBytes int64         // list codes and ids uploaded
-	Stage     time.Duration // copying lists into page-locked memory
-	Wait      time.Duration // waiting for the GPU (uploads, kernels)
-	Cache     CacheStats
-}
-
 // Stats returns the counters so far.
 func (s *Scanner) Stats() Stats {
 	s.mu.Lock()

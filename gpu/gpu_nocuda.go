@@ -18,6 +18,9 @@ func NewScanner(Options) (*Scanner, error) { return nil, ErrNoCUDA }
 // Scan returns ErrNoCUDA.
 func (*Scanner) Scan(*Request, ListSource) ([]float32, []int64, error) { return nil, nil, ErrNoCUDA }
 
+// Stats returns zero counters.
+func (*Scanner) Stats() Stats { return Stats{} }
+
 // Close does nothing.
 func (*Scanner) Close() error { return nil }
 

@@ -3,6 +3,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/shelfdb/shelf/ivf"
 )
@@ -48,6 +49,16 @@ func (o *Options) defaults() {
 	if o.ChunkBytes <= 0 {
 		o.ChunkBytes = 32 << 20
 	}
+}
+
+// Stats are a Scanner's cumulative counters.
+type Stats struct {
+	Blocks    int64         // Scan calls
+	Chunks    int64         // pipeline steps
+	ListBytes int64         // list codes and ids uploaded
+	Stage     time.Duration // copying lists into page-locked memory
+	Wait      time.Duration // waiting for the GPU (uploads, kernels)
+	Cache     CacheStats
 }
 
 // ErrNoCUDA is returned by the constructors in builds without -tags cuda.

@@ -45,6 +45,9 @@ func NewShardedScanner(shards ...Scanner) (*ShardedScanner, error) {
 // Shards returns the number of shards.
 func (s *ShardedScanner) Shards() int { return len(s.shards) }
 
+// Shard returns shard i.
+func (s *ShardedScanner) Shard(i int) Scanner { return s.shards[i] }
+
 // Close closes every shard and returns their errors joined.
 func (s *ShardedScanner) Close() error {
 	var errs []error

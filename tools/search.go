@@ -176,6 +176,16 @@ func runSearch(env *Env) error {
 	if !*asJSON && gt != nil {
 		fmt.Fprintf(out, "\n  R@R: share of queries whose true nearest neighbour is among the first R results\n")
 	}
+	if sc, ok := scanner.(*ivf.ShardedScanner); ok && !*asJSON {
+		for i := range sc.Shards() {
+			if g, ok := sc.Shard(i).(*gpu.Scanner); ok {
+				st := g.Stats()
+				fmt.Fprintf(out, "  GPU shard %d: %d blocks, %.1f MB of lists uploaded in %d chunks (copy %v, wait %v); cache %d hits, %d misses, %d evicted, %.1f MB held\n",
+					i, st.Blocks, float64(st.ListBytes)/1e6, st.Chunks, st.Stage.Round(time.Millisecond), st.Wait.Round(time.Millisecond),
+					st.Cache.Hits, st.Cache.Misses, st.Cache.Evicted, float64(st.Cache.UsedBytes)/1e6)
+			}
+		}
+	}
 	if *outFile != "" {
 		ids32 := make([]int32, len(ids))
 		for i, id := range ids {
