@@ -38,7 +38,7 @@ bench:
 	$(GO) test ./store/ -run '^$$' -bench . -benchtime 2s
 
 # The cuda build, and the GPU test binary to carry to a GPU machine
-# (run there: ./bin/gpu.test -test.v -test.run GPU -test.bench GPU).
+# (run there: ./bin/gpu.test -test.v -test.run GPU -test.bench 'CPUScan|GPUScan').
 # Needs cuda.h and libcuda.so: a CUDA toolkit, or the SDK folder whose
 # env.sh sets CGO_CFLAGS/CGO_LDFLAGS (SHELF_CUDA_DIR, default ~/.cache/shelf-cuda).
 cuda:
