@@ -2,7 +2,6 @@ package store
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -27,8 +26,8 @@ type Batch struct {
 	wrote      bool
 	rewriteAll bool // list numbering changed: rewrite every row
 	gen        uint64
-	bufs       listBufs      // entries appended but not yet written
-	spread     []spreadChunk // AddSpread calls not yet sorted into bufs
+	bufs       listBufs       // entries appended but not yet written
+	spread     []*spreadBlock // AddSpread entries not yet sorted into lists
 	bufBytes   uint64
 	err        error
 	done       bool
@@ -153,18 +152,25 @@ func (b *Batch) AddSpread(lists []int64, ids []int64, codes []byte) error {
 	if b.err != nil {
 		return b.err
 	}
-	// Keep the call's entries as they are (one copy); they are sorted
-	// into their lists once per commit by absorbSpread, so a batch spread
-	// over many lists costs no per-entry lookups or buffer growth here.
-	b.spread = append(b.spread, spreadChunk{
-		lists: slices.Clone(lists), ids: slices.Clone(ids), codes: slices.Clone(codes)})
-	for _, l := range lists {
-		b.bufs.addCount(l)
-	}
-	b.bufBytes += uint64(len(codes) + 8*len(ids))
-	if b.bufBytes > flushBufLimit {
-		if err := b.flushAll(); err != nil {
-			return b.fail(err)
+	// Keep the entries in call order (one copy into pooled blocks); they
+	// are sorted into their lists once per flush, so a batch spread over
+	// many lists costs no per-entry lookups or buffer growth here.
+	for len(ids) > 0 {
+		var k *spreadBlock
+		if n := len(b.spread); n > 0 && b.spread[n-1].room(cs) > 0 {
+			k = b.spread[n-1]
+		} else {
+			k = newSpreadBlock(cs)
+			b.spread = append(b.spread, k)
+		}
+		m := min(k.room(cs), len(ids))
+		b.appendSpread(k, lists[:m], ids[:m], codes[:m*cs])
+		lists, ids, codes = lists[m:], ids[m:], codes[m*cs:]
+		b.bufBytes += uint64(m * (cs + 8))
+		if b.bufBytes > flushBufLimit {
+			if err := b.flushAll(); err != nil {
+				return b.fail(err)
+			}
 		}
 	}
 	return nil
@@ -456,6 +462,7 @@ func (b *Batch) rollback() {
 	b.allocated = nil
 	b.freed = nil
 	b.bufs = listBufs{}
+	releaseSpread(b.spread)
 	b.spread = nil
 }
 
@@ -532,7 +539,7 @@ func (b *Batch) Commit() error {
 	if s.opts.NoSync {
 		wo = pebble.NoSync
 	}
-	if err := pb.Commit(wo); err != nil {
+	if err := commitMeta(pb, wo); err != nil {
 		// Pebble may or may not have made the batch durable: stop writing
 		// until the store is reopened and reads what is really there.
 		s.failed = err

@@ -153,7 +153,7 @@ func (s *Store) Compact() (CompactStats, error) {
 	if s.opts.NoSync {
 		wo = pebble.NoSync
 	}
-	if err := pb.Commit(wo); err != nil {
+	if err := commitMeta(pb, wo); err != nil {
 		newMap.unmap()
 		s.failed = err
 		return stats, fmt.Errorf("%w: compact: commit metadata of %s: %v", ErrFailed, s.dir, err)

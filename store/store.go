@@ -123,7 +123,7 @@ type quietLogger struct{}
 func (quietLogger) Infof(string, ...interface{})  {}
 func (quietLogger) Errorf(string, ...interface{}) {}
 func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	panic(pebbleFatal{fmt.Sprintf("pebble: "+format, args...)})
 }
 
 func newID() [16]byte {
@@ -192,8 +192,8 @@ func Create(dir string, opts Options) (*Store, error) {
 	_ = b.Set(keyFormat, fv, nil)
 	_ = b.Set(keyConf, c.encode(), nil)
 	_ = b.Set(keyState, stateRec{nlist: uint64(opts.NumLists), gen: 1, fsize: headerSize, seq: 1}.encode(), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		db.Close()
+	if err := commitMeta(b, pebble.Sync); err != nil {
+		_ = closeMeta(db)
 		return nil, fmt.Errorf("store: create metadata in %s: %w", dir, err)
 	}
 	s, err := openWriter(dir, o, db, lock)
@@ -530,7 +530,7 @@ func (s *Store) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		if err := s.db.Close(); err != nil {
+		if err := closeMeta(s.db); err != nil {
 			errs = append(errs, fmt.Errorf("store: close metadata: %w", err))
 		}
 		if err := s.file.Close(); err != nil {

@@ -1,13 +1,9 @@
 package store
 
 import (
-	"fmt"
 	"runtime"
-	"slices"
 	"sort"
 	"sync"
-
-	"github.com/shelfdb/shelf/slots"
 )
 
 // slotJob describes one list to be written into a new slot: the first keep
@@ -53,15 +49,9 @@ func (b *Batch) placeJobs(jobs []slotJob, reuse bool, progress func(done int64))
 		total += n
 	}
 	if total > 0 {
-		off, ok := s.alloc.Alloc(total)
-		if !ok {
-			if err := s.grow(total); err != nil {
-				return err
-			}
-			b.wrote = true
-			if off, ok = s.alloc.Alloc(total); !ok {
-				return fmt.Errorf("store: no %d free bytes after growing %s", total, s.dir)
-			}
+		off, err := b.allocRegion(total)
+		if err != nil {
+			return err
 		}
 		for _, i := range packed {
 			n := slotBytes(jobs[i].cap, cs)
@@ -281,15 +271,16 @@ func newListBufs(nlist int) listBufs {
 	return listBufs{m: map[int]*listBuf{}, cntMap: map[int64]int32{}, nlist: nlist}
 }
 
-func (lb *listBufs) addCount(l int64) {
+// counts returns the per-list counts of AddSpread entries as a slice,
+// creating it, or nil when they are kept in cntMap.
+func (lb *listBufs) counts() []int32 {
 	if lb.cntMap != nil {
-		lb.cntMap[l]++
-		return
+		return nil
 	}
 	if lb.cnt == nil {
 		lb.cnt = make([]int32, lb.nlist)
 	}
-	lb.cnt[l]++
+	return lb.cnt
 }
 
 func (lb *listBufs) count(l int64) int {
@@ -376,62 +367,11 @@ func (lb *listBufs) drop(l int) {
 	}
 }
 
-// lists returns the lists with buffered entries, in order.
-func (lb *listBufs) lists() []int {
-	out := make([]int, 0, len(lb.touched))
-	for _, l := range lb.touched {
-		if lb.peek(l) != nil {
-			out = append(out, l)
-		}
-	}
-	sort.Ints(out)
-	return slices.Compact(out)
-}
-
 func (lb *listBufs) reset() {
 	for _, l := range lb.touched {
 		lb.drop(l)
 	}
 	lb.touched = lb.touched[:0]
-}
-
-// spreadChunk is one AddSpread call, kept whole until absorbSpread.
-type spreadChunk struct {
-	lists, ids []int64
-	codes      []byte
-}
-
-// absorbSpread sorts the pending AddSpread entries into the per-list
-// buffers, in call order: each list's buffer grows once, by the count
-// AddSpread kept.
-func (b *Batch) absorbSpread() {
-	cs := int(b.s.conf.codeSize)
-	// First pass: extend each list's buffers to their final length once and
-	// remember where its new entries start; the scatter below then only
-	// stores values, with no slice headers written per entry (those stores
-	// cost GC write barriers and bookkeeping on the hottest loop).
-	cursor := b.bufs.cursors()
-	for _, ch := range b.spread {
-		for _, l := range ch.lists {
-			if c := b.bufs.count(l); c > 0 {
-				lb := b.bufs.get(int(l))
-				old := len(lb.ids)
-				lb.ids = slices.Grow(lb.ids, c)[:old+c]
-				lb.codes = slices.Grow(lb.codes, c*cs)[:(old+c)*cs]
-				b.bufs.clearCount(l)
-				b.bufs.setCursor(cursor, l, old)
-			}
-		}
-	}
-	for _, ch := range b.spread {
-		for i, l := range ch.lists {
-			lb := b.bufs.peek(int(l))
-			p := b.bufs.nextCursor(cursor, l)
-			lb.ids[p] = ch.ids[i]
-			copy(lb.codes[p*cs:(p+1)*cs], ch.codes[i*cs:(i+1)*cs])
-		}
-	}
-	b.spread = b.spread[:0]
 }
 
 // flushBufLimit bounds the memory a batch buffers before writing.
@@ -449,48 +389,4 @@ func (b *Batch) flushList(l int) error {
 	b.bufs.drop(l)
 	b.bufBytes -= uint64(len(lb.codes) + 8*len(lb.ids))
 	return b.appendNow(l, lb.ids, lb.codes)
-}
-
-// flushAll writes every buffered entry: lists whose slot has room append
-// in place; the others move to slots of the next power of two, packed
-// together so they are written sequentially.
-func (b *Batch) flushAll() error {
-	if len(b.spread) > 0 {
-		b.absorbSpread()
-	}
-	ls := b.bufs.lists()
-	if len(ls) == 0 {
-		return nil
-	}
-	var jobs []slotJob
-	for _, l := range ls {
-		lb := b.bufs.peek(l)
-		e := b.d.get(l)
-		final := e.size + uint64(len(lb.ids))
-		if final <= e.cap && (b.fresh(e) || e.size == e.hwm) {
-			if err := b.writeEntries(e, e.size, lb.ids, lb.codes); err != nil {
-				return err
-			}
-			e.size = final
-			if e.hwm < final {
-				e.hwm = final
-			}
-			b.d.set(l, e)
-			continue
-		}
-		nc := e.cap
-		if final > nc {
-			nc = slots.NextPow2(final)
-		}
-		lb2 := lb
-		jobs = append(jobs, slotJob{l: l, old: e, keep: e.size, cap: nc, size: final,
-			fill: func(ids []int64, codes []byte) error {
-				copy(ids, lb2.ids)
-				copy(codes, lb2.codes)
-				return nil
-			}})
-	}
-	b.bufs.reset()
-	b.bufBytes = 0
-	return b.placeJobs(jobs, true, nil)
 }
