@@ -73,9 +73,10 @@ func runFAISS(t *testing.T, args ...string) map[int]faissRow {
 // TestRecallMatchesFAISS builds IVF256,PQ16 on the same seeded clustered
 // data (100k x 64, 1,000 queries) with FAISS and with Shelf and requires
 // recall@10 (FAISS's 1-recall@10 and the 10-recall@10 of ann-benchmarks)
-// within 0.02 of FAISS's at nprobe 1, 8 and 32. Recall@1 moves by about
-// +-0.02 with the training seed alone (in both engines), so it is held
-// to 0.04.
+// within 0.02 of FAISS's at nprobe 1, 8 and 32. Recall@1 of one run on
+// 1,000 queries moves by about +-0.015 with the training seed alone (in
+// both engines; over 16 seeds and 10k queries the two means agree within
+// 0.001, see bench/README.md), so it is held to 0.04.
 func TestRecallMatchesFAISS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two 100k-vector indexes; run without -short")
