@@ -37,3 +37,35 @@ func TestPreparedTablesMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstLE checks the threshold search ScanTopK skips with against a
+// plain loop: lengths around the 8-wide blocks, equal values, NaNs.
+func TestFirstLE(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for range 2000 {
+		n := r.IntN(40)
+		d := make([]float32, n)
+		for i := range d {
+			switch r.IntN(10) {
+			case 0:
+				d[i] = float32(math.NaN())
+			default:
+				d[i] = float32(r.IntN(20))
+			}
+		}
+		thr := float32(r.IntN(24)) - 2
+		if r.IntN(10) == 0 {
+			thr = float32(math.Inf(1))
+		}
+		want := n
+		for i, v := range d {
+			if v <= thr {
+				want = i
+				break
+			}
+		}
+		if got := firstLE(d, thr); got != want {
+			t.Fatalf("firstLE(%v, %v) = %d, want %d", d, thr, got, want)
+		}
+	}
+}

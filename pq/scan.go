@@ -60,16 +60,14 @@ func ScanTopK(table []float32, m int, codes []byte, ids []int64, n, k int, heap 
 		hi := min(n, lo+scanBlock)
 		dist := buf[:hi-lo]
 		scan(table[:m*ksub8], m, codes[lo*m:hi*m], hi-lo, dist)
-		for i, v := range dist {
-			// <= lets equal distances reach Push, which breaks ties by id.
-			if v <= thr {
-				id := int64(lo + i)
-				if ids != nil {
-					id = ids[lo+i]
-				}
-				heap.Push(v, id)
-				thr = heap.Threshold()
+		// <= lets equal distances reach Push, which breaks ties by id.
+		for i := firstLE(dist, thr); i < len(dist); i += 1 + firstLE(dist[i+1:], thr) {
+			id := int64(lo + i)
+			if ids != nil {
+				id = ids[lo+i]
 			}
+			heap.Push(dist[i], id)
+			thr = heap.Threshold()
 		}
 	}
 }

@@ -10,6 +10,7 @@ var useAsm = cpu.X86.HasAVX && cpu.X86.HasFMA
 // and write n floats to out; scan guarantees all three are in bounds, that m
 // is a multiple of 8 (16 for scan16AVX) and that n > 0. Code bytes are at
 // most 255, so every table read stays inside its sub-quantizer's entries.
+// firstLEAVX2 reads n floats from d; firstLE passes n <= len(d).
 
 //go:noescape
 func scanScalarAVX(table *float32, codes *byte, m int, n int, out *float32)
@@ -28,4 +29,27 @@ func scan(table []float32, m int, codes []byte, n int, out []float32) {
 		return
 	}
 	scanUnrolled(table, m, codes, n, out)
+}
+
+//go:noescape
+func firstLEAVX2(d *float32, n int, thr float32) int
+
+// useFirstLE selects firstLEAVX2 (AVX2, and BMI1 for TZCNT).
+var useFirstLE = cpu.X86.HasAVX2 && cpu.X86.HasBMI1
+
+// firstLE returns the index of the first d[i] <= thr, or len(d); NaN is
+// never <= thr.
+func firstLE(d []float32, thr float32) int {
+	i := 0
+	if n8 := len(d) &^ 7; useFirstLE && n8 > 0 {
+		if i = firstLEAVX2(&d[0], n8, thr); i < n8 {
+			return i
+		}
+	}
+	for ; i < len(d); i++ {
+		if d[i] <= thr {
+			return i
+		}
+	}
+	return i
 }

@@ -103,3 +103,31 @@ code16:
 	DECQ R8
 	JNZ  code16
 	RET
+
+// func firstLEAVX2(d *float32, n int, thr float32) int
+// Returns the index of the first d[i] <= thr (NaN never is) among the
+// first n, or n; n is a positive multiple of 8.
+TEXT ·firstLEAVX2(SB), NOSPLIT, $0-32
+	MOVQ d+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS thr+16(FP), Y1
+	XORQ AX, AX
+
+le8:
+	VCMPPS $13, (SI)(AX*4), Y1, Y0 // thr >= d (GE_OS: false on NaN)
+	VMOVMSKPS Y0, BX
+	TESTL BX, BX
+	JNZ  lefound
+	ADDQ $8, AX
+	CMPQ AX, CX
+	JLT  le8
+	VZEROUPPER
+	MOVQ AX, ret+24(FP)
+	RET
+
+lefound:
+	TZCNTL BX, BX
+	ADDQ BX, AX
+	VZEROUPPER
+	MOVQ AX, ret+24(FP)
+	RET
