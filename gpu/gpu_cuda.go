@@ -84,6 +84,15 @@ func deviceCount() (int, error) {
 	return n, nil
 }
 
+func (o *Options) defaults() {
+	if o.ItemCodes <= 0 {
+		o.ItemCodes = 4096
+	}
+	if o.ChunkBytes <= 0 {
+		o.ChunkBytes = 32 << 20
+	}
+}
+
 // NewScanner makes a Scanner on opts.Device.
 func NewScanner(opts Options) (s *Scanner, err error) {
 	opts.defaults()

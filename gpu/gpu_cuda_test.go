@@ -4,6 +4,7 @@ package gpu_test
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/shelfdb/shelf/gpu"
@@ -187,4 +188,11 @@ func BenchmarkGPUScan(b *testing.B) {
 			b.Logf("%+v", s.Stats())
 		})
 	}
+}
+
+func close32(a, b float32) bool {
+	if a == b {
+		return true
+	}
+	return math.Abs(float64(a-b)) <= 1e-4*math.Max(math.Abs(float64(a)), math.Abs(float64(b)))
 }

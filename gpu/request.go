@@ -42,15 +42,6 @@ type Options struct {
 	CacheBytes int64
 }
 
-func (o *Options) defaults() {
-	if o.ItemCodes <= 0 {
-		o.ItemCodes = 4096
-	}
-	if o.ChunkBytes <= 0 {
-		o.ChunkBytes = 32 << 20
-	}
-}
-
 // Stats are a Scanner's cumulative counters.
 type Stats struct {
 	Blocks    int64         // Scan calls

@@ -2,7 +2,6 @@ package gpu_test
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -92,13 +91,6 @@ func syntheticRequest(nl, m, nq, nprobe, k int, seed uint64) *ivf.ScanRequest {
 		req.ProbeStart = append(req.ProbeStart, len(req.ProbeQuery))
 	}
 	return req
-}
-
-func close32(a, b float32) bool {
-	if a == b {
-		return true
-	}
-	return math.Abs(float64(a-b)) <= 1e-4*math.Max(math.Abs(float64(a)), math.Abs(float64(b)))
 }
 
 // Shape of the scan benchmarks (the CPU vs GPU table of bench/README.md):
