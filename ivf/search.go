@@ -140,6 +140,18 @@ func (ix *Index) selectProbes(qs []float32, nq, nprobe int) ([]probe, []int32) {
 	threads := ix.threads()
 	chunk := max(32, (nq+threads-1)/threads)
 	vecmath.ParallelFor(nq, chunk, threads, func(lo, hi, _ int) {
+		if nprobe == 1 && ix.p.Metric != InnerProduct {
+			// One list per query: the nearest centroid, found by the
+			// assignment kernel without materialising the distances.
+			idx := make([]int32, hi-lo)
+			dist := make([]float32, hi-lo)
+			vecmath.ArgMinL2(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, ix.cnorms, idx, dist, 1)
+			for i := range idx {
+				sel[lo+i] = probe{int32(lo + i), dist[i]}
+				sellist[lo+i] = idx[i]
+			}
+			return
+		}
 		c := coarse[lo*nl : hi*nl]
 		if ix.p.Metric == InnerProduct {
 			vecmath.InnerProducts(qs[lo*d:hi*d], hi-lo, ix.centroids, nl, d, c)
