@@ -563,37 +563,13 @@ func (w *runWriter) flush() error {
 // placeFlush gives every job that moves a fresh slot: free space first
 // (best fit), the rest packed one after another in one contiguous region.
 func (b *Batch) placeFlush(jobs []flushJob) error {
-	s := b.s
-	cs := int(s.conf.codeSize)
-	var packed []int
-	var total uint64
+	var moved []*slotJob
 	for i := range jobs {
-		if jobs[i].inPlace {
-			continue
+		if !jobs[i].inPlace {
+			moved = append(moved, &jobs[i].slotJob)
 		}
-		n := slotBytes(jobs[i].cap, cs)
-		if off, ok := s.alloc.Alloc(n); ok {
-			b.allocated[off] = n
-			jobs[i].off = off
-			continue
-		}
-		packed = append(packed, i)
-		total += n
 	}
-	if total == 0 {
-		return nil
-	}
-	off, err := b.allocRegion(total)
-	if err != nil {
-		return err
-	}
-	for _, i := range packed {
-		n := slotBytes(jobs[i].cap, cs)
-		jobs[i].off = off
-		b.allocated[off] = n
-		off += n
-	}
-	return nil
+	return b.placeSlots(moved, true)
 }
 
 // allocRegion takes total contiguous bytes of free space, growing the

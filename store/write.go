@@ -20,6 +20,45 @@ type slotJob struct {
 	off  uint64 // chosen slot offset
 }
 
+// placeSlots gives every job with a non-empty slot a fresh one: with
+// reuse, free space first (best fit); the rest packed one after another
+// in one contiguous region, so writing them is sequential I/O.
+func (b *Batch) placeSlots(jobs []*slotJob, reuse bool) error {
+	s := b.s
+	cs := int(s.conf.codeSize)
+	var packed []*slotJob
+	var total uint64
+	for _, j := range jobs {
+		n := slotBytes(j.cap, cs)
+		if n == 0 {
+			continue
+		}
+		if reuse {
+			if off, ok := s.alloc.Alloc(n); ok {
+				b.allocated[off] = n
+				j.off = off
+				continue
+			}
+		}
+		packed = append(packed, j)
+		total += n
+	}
+	if total == 0 {
+		return nil
+	}
+	off, err := b.allocRegion(total)
+	if err != nil {
+		return err
+	}
+	for _, j := range packed {
+		n := slotBytes(j.cap, cs)
+		j.off = off
+		b.allocated[off] = n
+		off += n
+	}
+	return nil
+}
+
 // stagingBytes bounds the buffer slot images are assembled in before one
 // sequential pwrite.
 const stagingBytes = 8 << 20
@@ -31,34 +70,12 @@ const stagingBytes = 8 << 20
 func (b *Batch) placeJobs(jobs []slotJob, reuse bool, progress func(done int64)) error {
 	s := b.s
 	cs := int(s.conf.codeSize)
-	var packed []int
-	var total uint64
+	ptrs := make([]*slotJob, 0, len(jobs))
 	for i := range jobs {
-		n := slotBytes(jobs[i].cap, cs)
-		if n == 0 {
-			continue
-		}
-		if reuse {
-			if off, ok := s.alloc.Alloc(n); ok {
-				b.allocated[off] = n
-				jobs[i].off = off
-				continue
-			}
-		}
-		packed = append(packed, i)
-		total += n
+		ptrs = append(ptrs, &jobs[i])
 	}
-	if total > 0 {
-		off, err := b.allocRegion(total)
-		if err != nil {
-			return err
-		}
-		for _, i := range packed {
-			n := slotBytes(jobs[i].cap, cs)
-			jobs[i].off = off
-			b.allocated[off] = n
-			off += n
-		}
+	if err := b.placeSlots(ptrs, reuse); err != nil {
+		return err
 	}
 	// Write in offset order so the packed region goes out sequentially.
 	order := make([]int, 0, len(jobs))
@@ -71,16 +88,16 @@ func (b *Batch) placeJobs(jobs []slotJob, reuse bool, progress func(done int64))
 	// Split the jobs into contiguous runs of about equal bytes, one per
 	// worker: page-cache copies of one pwrite stream top out well below
 	// what two cores and the disk can take.
+	var all uint64
+	for _, i := range order {
+		all += slotBytes(jobs[i].cap, cs)
+	}
 	workers := runtime.GOMAXPROCS(0)
 	if workers > 4 {
 		workers = 4
 	}
-	if total < 4<<20 || len(order) < 2 {
+	if all < 4<<20 || len(order) < 2 {
 		workers = 1
-	}
-	var all uint64
-	for _, i := range order {
-		all += slotBytes(jobs[i].cap, cs)
 	}
 	var runs [][]int
 	var acc uint64
