@@ -192,18 +192,21 @@ func (s *CPUScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []int64,
 	dist := make([]float32, nq*k)
 	out := make([]int64, nq*k)
 	final := vecmath.NewTopK(k)
-	inf := float32(math.Inf(1))
 	for qi := 0; qi < nq; qi++ {
 		fd, fid := mergeHeaps(final, k, len(ws), func(w int) *vecmath.TopK { return ws[w].heaps[qi] })
-		for j := 0; j < k; j++ {
-			if j < len(fd) {
-				dist[qi*k+j], out[qi*k+j] = fd[j], fid[j]
-			} else {
-				dist[qi*k+j], out[qi*k+j] = inf, -1
-			}
-		}
+		putPadded(dist[qi*k:(qi+1)*k], out[qi*k:(qi+1)*k], fd, fid)
 	}
 	return dist, out, nil
+}
+
+// putPadded writes the sorted results fd, fid of one query into dist and
+// ids (k slots each), padding with +Inf and id -1, a scanner's empty slot.
+func putPadded(dist []float32, ids []int64, fd []float32, fid []int64) {
+	n := copy(dist, fd)
+	copy(ids, fid)
+	for j := n; j < len(dist); j++ {
+		dist[j], ids[j] = float32(math.Inf(1)), -1
+	}
 }
 
 // ErrScannerUnsupported is returned by SearchWith for indexes that have

@@ -3,7 +3,6 @@ package ivf
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"sync"
 
@@ -103,7 +102,6 @@ func (s *ShardedScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []in
 	nq, k := req.NQ, req.K
 	dist := make([]float32, nq*k)
 	ids := make([]int64, nq*k)
-	inf := float32(math.Inf(1))
 	vecmath.ParallelFor(nq, 64, 0, func(lo, hi, _ int) {
 		h := vecmath.NewTopK(k)
 		for q := lo; q < hi; q++ {
@@ -117,13 +115,7 @@ func (s *ShardedScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []in
 				}
 			}
 			hd, hid := h.Sorted()
-			for j := 0; j < k; j++ {
-				if j < len(hd) {
-					dist[q*k+j], ids[q*k+j] = hd[j], hid[j]
-				} else {
-					dist[q*k+j], ids[q*k+j] = inf, -1
-				}
-			}
+			putPadded(dist[q*k:(q+1)*k], ids[q*k:(q+1)*k], hd, hid)
 		}
 	})
 	return dist, ids, nil
