@@ -14,9 +14,9 @@ vet:
 unit:
 	$(GO) test ./...
 
-# The storage core and its allocator under the race detector.
+# The storage core, its allocator, search and the scanners under the race detector.
 race:
-	$(GO) test -race -short ./store/ ./slots/ ./internal/...
+	$(GO) test -race -short ./store/ ./slots/ ./internal/... ./ivf/ ./gpu/
 
 # Brief runs of every fuzz target on top of its seed corpus.
 fuzz:
