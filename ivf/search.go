@@ -236,9 +236,19 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 		err   error
 	}
 	ws := make([]wstate, threads)
+	var spare []*heapSet // per worker: heaps kept from earlier blocks
+	if k > 0 {
+		spare = make([]*heapSet, threads)
+		defer func() {
+			for _, hs := range spare {
+				heapPool.Put(hs)
+			}
+		}()
+	}
 	for w := range ws {
 		if k > 0 {
 			ws[w].heaps = make([]*vecmath.TopK, nq)
+			spare[w] = getHeapSet(nq)
 		} else {
 			ws[w].rd, ws[w].rid = make([][]float32, nq), make([][]int64, nq)
 		}
@@ -289,7 +299,8 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 				if k > 0 {
 					h := st.heaps[qi]
 					if h == nil {
-						h = vecmath.NewTopK(k)
+						h = spare[w].all[qi]
+						h.Reset(k)
 						st.heaps[qi] = h
 					}
 					if dist != nil {
@@ -396,6 +407,24 @@ func (ix *Index) pairTable(table, qtab []float32, qi, l int, coarse float32, qv 
 	for i := 0; i < ix.pq.Ksub; i++ {
 		table[i] += coarse
 	}
+}
+
+// heapSet is one worker's per-query heaps, kept across blocks so that a
+// search allocates them once, not once per (worker, query) and block.
+type heapSet struct{ all []*vecmath.TopK }
+
+var heapPool sync.Pool
+
+// getHeapSet returns a set of at least n heaps.
+func getHeapSet(n int) *heapSet {
+	hs, _ := heapPool.Get().(*heapSet)
+	if hs == nil {
+		hs = &heapSet{}
+	}
+	for len(hs.all) < n {
+		hs.all = append(hs.all, vecmath.NewTopK(0))
+	}
+	return hs
 }
 
 // floatPool recycles the large per-block buffers (coarse scores, query
