@@ -283,7 +283,7 @@ func (ix *Index) SearchWith(q []float32, nq, k, nprobe int, s Scanner) ([]float3
 // queries exactly as scanBlock does (same kernels, same chunking), so the
 // probes and tables handed to a Scanner are bit-identical to Search's.
 func (ix *Index) scanRequest(qs []float32, nq, nprobe, k int) *ScanRequest {
-	d, nl := ix.p.D, ix.p.NList
+	nl := ix.p.NList
 	sel, sellist := ix.selectProbes(qs, nq, nprobe)
 	m, ksub := ix.pq.M, ix.pq.Ksub
 	mk := m * ksub
@@ -340,23 +340,6 @@ func (ix *Index) scanRequest(qs []float32, nq, nprobe, k int) *ScanRequest {
 			return terms[i*mk : (i+1)*mk]
 		}
 	}
-	vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
-		for qi := lo; qi < hi; qi++ {
-			t := req.QTables[qi*mk : (qi+1)*mk]
-			qv := qs[qi*d : (qi+1)*d]
-			switch {
-			case ix.p.Metric == InnerProduct:
-				ix.pq.ComputeInnerProductTable(qv, t)
-				for i := range t {
-					t[i] = -t[i]
-				}
-			case !ix.p.ByResidual:
-				ix.pq.ComputeDistanceTable(qv, t)
-			default:
-				ix.pq.ComputeInnerProductTable(qv, t)
-				vecmath.Axpy(t, -3, t) // t = -2 t
-			}
-		}
-	})
+	ix.queryTables(qs, nq, req.QTables, true)
 	return req
 }

@@ -203,24 +203,9 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 		m, ksub = ix.pq.M, ix.pq.Ksub
 		qtab = getFloats(nq * m * ksub)
 		defer putFloats(qtab)
-		vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
-			for qi := lo; qi < hi; qi++ {
-				t := qtab[qi*m*ksub : (qi+1)*m*ksub]
-				qv := qs[qi*d : (qi+1)*d]
-				switch {
-				case ix.p.Metric == InnerProduct:
-					ix.pq.ComputeInnerProductTable(qv, t)
-					for i := range t {
-						t[i] = -t[i]
-					}
-				case !ix.p.ByResidual:
-					ix.pq.ComputeDistanceTable(qv, t)
-				case ix.precomp != nil:
-					ix.pq.ComputeInnerProductTable(qv, t)
-					vecmath.Axpy(t, -3, t) // t = -2 t
-				}
-			}
-		})
+		// L2 on residuals without precomputed tables computes each pair's
+		// table from the residual instead (pairTable).
+		ix.queryTables(qs, nq, qtab, ix.precomp != nil)
 	}
 
 	// 3. Scan: workers take lists; each keeps its own per-query results.
@@ -357,6 +342,34 @@ func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radiu
 		emit(qi, rd, rid)
 	}
 	return nil
+}
+
+// queryTables fills out (nq rows of M*Ksub) with each query's term of the
+// PQ distance tables: -<q, y> for inner product, ||q - y||^2 without
+// residuals, and, when residualL2, -2<q, y> for L2 on residuals (the
+// per-query part of FAISS's decomposition; rows are left alone
+// otherwise). Search and SearchWith share it, so a Scanner gets Search's
+// tables bit for bit.
+func (ix *Index) queryTables(qs []float32, nq int, out []float32, residualL2 bool) {
+	d, mk := ix.p.D, ix.pq.M*ix.pq.Ksub
+	vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
+		for qi := lo; qi < hi; qi++ {
+			t := out[qi*mk : (qi+1)*mk]
+			qv := qs[qi*d : (qi+1)*d]
+			switch {
+			case ix.p.Metric == InnerProduct:
+				ix.pq.ComputeInnerProductTable(qv, t)
+				for i := range t {
+					t[i] = -t[i]
+				}
+			case !ix.p.ByResidual:
+				ix.pq.ComputeDistanceTable(qv, t)
+			case residualL2:
+				ix.pq.ComputeInnerProductTable(qv, t)
+				vecmath.Axpy(t, -3, t) // t = -2 t
+			}
+		}
+	})
 }
 
 // mergeHeaps merges one query's per-worker heaps (heap(w) may be nil)
