@@ -121,6 +121,9 @@ func TestBuildSearchBinary(t *testing.T) {
 		if _, errOut, code := shelfRun(t, bin, "search", "--index", idx, "--queries", qF, "--gpu"); code != 1 || !strings.Contains(errOut, "-tags cuda") {
 			t.Errorf("search --gpu without CUDA: exit %d, stderr %q", code, errOut)
 		}
+		if _, errOut, code := shelfRun(t, bin, "search", "--index", idx, "--queries", qF, "--gpu", "--gpu-shards", "0"); code != 2 || !strings.Contains(errOut, "--gpu-shards") {
+			t.Errorf("search --gpu-shards 0: exit %d, stderr %q", code, errOut)
+		}
 	})
 
 	t.Run("add with ids", func(t *testing.T) {
