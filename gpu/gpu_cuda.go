@@ -58,6 +58,11 @@ type Scanner struct {
 	// cache.idsOff()), allocated on first use.
 	cache listCache
 	arena cu.DevicePtr
+	// The resident precomputed table (Options.ResidentTableBytes): a
+	// device copy of the request's Precomputed with ID tableID.
+	table     cu.DevicePtr
+	tableSize int64
+	tableID   uint64
 }
 
 // buffer is a device allocation and its page-locked host twin.
@@ -90,6 +95,9 @@ func (o *Options) defaults() {
 	}
 	if o.ChunkBytes <= 0 {
 		o.ChunkBytes = 32 << 20
+	}
+	if o.ResidentTableBytes == 0 {
+		o.ResidentTableBytes = 2 << 30
 	}
 }
 
@@ -157,6 +165,10 @@ func (s *Scanner) Close() error {
 			errs = append(errs, cu.MemFree(s.arena))
 			s.arena = 0
 		}
+		if s.table != 0 {
+			errs = append(errs, cu.MemFree(s.table))
+			s.table, s.tableSize, s.tableID = 0, 0, 0
+		}
 		for i := range s.nstreams {
 			errs = append(errs, s.streams[i].Destroy())
 		}
@@ -206,7 +218,14 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 		cache = &s.cache
 		cache.begin(vs.Version(), req.M, s.opts.CacheBytes)
 	}
-	p, err := newPlan(req, src, s.opts.ItemCodes, max(1, s.opts.ChunkBytes/(m+8)), cache)
+	resident, err := s.residentTable(req)
+	if err != nil {
+		if cache != nil {
+			cache.abort()
+		}
+		return nil, nil, err
+	}
+	p, err := newPlan(req, src, s.opts.ItemCodes, max(1, s.opts.ChunkBytes/(m+8)), cache, resident)
 	if err != nil {
 		if cache != nil {
 			cache.abort()
@@ -222,6 +241,47 @@ func (s *Scanner) Scan(req *Request, src ListSource) ([]float32, []int64, error)
 		}
 	}
 	return dist, ids, err
+}
+
+// residentTable reports whether req's precomputed table is on the
+// device, uploading it when it is new and small enough; a table for which
+// no device memory is left is not kept (the probed lists' rows then go up
+// with each block). s.mu held.
+func (s *Scanner) residentTable(req *Request) (bool, error) {
+	size := 4 * int64(len(req.Precomputed))
+	if req.Precomputed == nil || req.PrecomputedID == 0 || s.opts.ResidentTableBytes < 0 || size > s.opts.ResidentTableBytes {
+		return false, nil
+	}
+	if err := req.Validate(); err != nil { // the table must cover the probed lists
+		return false, fmt.Errorf("gpu: %w", err)
+	}
+	if s.tableID == req.PrecomputedID && s.tableSize >= size {
+		return true, nil
+	}
+	ok := false
+	err := s.ctx.Do(func() error {
+		s.tableID = 0
+		if size > s.tableSize {
+			if s.table != 0 {
+				if err := cu.MemFree(s.table); err != nil {
+					return fmt.Errorf("gpu: freeing the precomputed table: %w", err)
+				}
+				s.table, s.tableSize = 0, 0
+			}
+			t, err := cu.MemAlloc(size)
+			if err != nil {
+				return nil // no room: per-block rows
+			}
+			s.table, s.tableSize = t, size
+		}
+		if err := cu.MemcpyHtoD(s.table, ptrF(req.Precomputed), size); err != nil {
+			return fmt.Errorf("gpu: precomputed table upload: %w", err)
+		}
+		s.tableID, ok = req.PrecomputedID, true
+		s.stats.TableBytes += size
+		return nil
+	})
+	return ok, err
 }
 
 // run uploads and scans plan p of req (s.mu held).
@@ -244,6 +304,7 @@ func (s *Scanner) run(req *Request, p *plan, cache *listCache) ([]float32, []int
 	var l layout
 	qtab := l.add(int64(4 * nq * mk))
 	ltab := l.add(int64(4 * len(p.ltab)))
+	ltabRow := l.add(int64(4 * len(p.ltabRow)))
 	listStart := l.add(int64(8 * len(p.listStart)))
 	cacheStart := l.add(int64(8 * len(p.cacheStart)))
 	itemPair, itemStart, itemEnd := l.add(4*ni), l.add(4*ni), l.add(4*ni)
@@ -286,6 +347,7 @@ func (s *Scanner) run(req *Request, p *plan, cache *listCache) ([]float32, []int
 		}
 		stage(qtab, ptrF(req.QTables))
 		stage(ltab, ptrF(p.ltab))
+		stage(ltabRow, ptrI32(p.ltabRow))
 		stage(listStart, ptrI64(p.listStart))
 		stage(cacheStart, ptrI64(p.cacheStart))
 		stage(itemPair, ptrI32(p.itemPair))
@@ -300,17 +362,21 @@ func (s *Scanner) run(req *Request, p *plan, cache *listCache) ([]float32, []int
 			return fmt.Errorf("gpu: upload: %w", err)
 		}
 		d := func(r region) cu.DevicePtr { return s.meta.dev + cu.DevicePtr(r.off) }
-		ltabPtr := cu.DevicePtr(0) // the kernel reads no list term
-		if req.ListTables != nil {
+		ltabPtr, rowPtr := cu.DevicePtr(0), cu.DevicePtr(0) // the kernel reads no list term
+		switch {
+		case p.ltabRow != nil:
+			ltabPtr, rowPtr = s.table, d(ltabRow)
+		case req.ListTables != nil:
 			ltabPtr = d(ltab)
+			s.stats.TableBytes += ltab.size
 		}
 		m64, k64, ss64, sm64 := m, int64(k), int64(sortScan), int64(sortMerge)
 		// scan launches the scan kernel over items [lo, hi) on st, reading
 		// lists from codes/ids at index starts[list]-entryBase+e.
 		scan := func(st cu.Stream, lo, hi int, codes, idsP, starts cu.DevicePtr, entryBase int64) error {
-			a := []cu.DevicePtr{d(qtab), ltabPtr, codes, idsP, starts, d(itemPair), d(itemStart), d(itemEnd),
+			a := []cu.DevicePtr{d(qtab), ltabPtr, rowPtr, codes, idsP, starts, d(itemPair), d(itemStart), d(itemEnd),
 				d(pairQuery), d(pairList), d(pairCoarse)}
-			args := make([]unsafe.Pointer, 0, 18)
+			args := make([]unsafe.Pointer, 0, 19)
 			for i := range a {
 				args = append(args, unsafe.Pointer(&a[i]))
 			}

@@ -35,16 +35,17 @@ func compare(t *testing.T, what string, wd []float32, wi []int64, gd []float32, 
 }
 
 // TestGPUMatchesCPU: 1M codes, 1,000 queries; the GPU's results equal the
-// CPU scanner's, with the default pipeline, with chunks small enough to
-// cycle both pipeline slots many times, and over two logical shards of
-// the one device.
+// CPU scanner's, with the default pipeline (precomputed table kept on the
+// device), with chunks small enough to cycle both pipeline slots many
+// times and per-list tables sent with the block, and over two logical
+// shards of the one device.
 func TestGPUMatchesCPU(t *testing.T) {
 	s, err := gpu.NewScanner(gpu.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	small, err := gpu.NewScanner(gpu.Options{ChunkBytes: 1 << 20, ItemCodes: 1000})
+	small, err := gpu.NewScanner(gpu.Options{ChunkBytes: 1 << 20, ItemCodes: 1000, ResidentTableBytes: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +72,17 @@ func TestGPUMatchesCPU(t *testing.T) {
 			t.Logf("%s: %d results, %d near-tie id swaps", what, len(wi), swaps)
 		}
 	}
-	t.Logf("default scanner: %+v", s.Stats())
-	t.Logf("1 MiB chunks: %+v", small.Stats())
+	st, sm := s.Stats(), small.Stats()
+	t.Logf("default scanner: %+v", st)
+	t.Logf("1 MiB chunks: %+v", sm)
+	// Three requests, three tables of 1024 lists: each uploaded once by
+	// the default scanner; the other sends the probed rows every block.
+	if want := int64(4 * 1024 * 256 * (16 + 32 + 8)); st.TableBytes != want {
+		t.Fatalf("default scanner uploaded %d table bytes, want the 3 tables once: %d", st.TableBytes, want)
+	}
+	if sm.TableBytes == 0 {
+		t.Fatal("per-block tables: no table bytes uploaded")
+	}
 }
 
 // TestGPUCache: blocks of 50 queries over 1M codes with a device cache for
@@ -118,6 +128,11 @@ func TestGPUSearchWith(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	perBlock, err := gpu.NewScanner(gpu.Options{ResidentTableBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer perBlock.Close()
 	const n, d, nq = 200_000, 64, 500
 	x := synth.Clustered(n, d, 100, 1)
 	q := synth.Clustered(nq, d, 100, 2)
@@ -147,17 +162,28 @@ func TestGPUSearchWith(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		before := s.Stats().TableBytes
 		for _, nprobe := range []int{1, 16} {
 			wd, wi, err := dix.Search(q.Data, nq, 10, nprobe)
 			if err != nil {
 				t.Fatal(err)
 			}
-			gd, gi, err := dix.SearchWith(q.Data, nq, 10, nprobe, s)
-			if err != nil {
-				t.Fatal(err)
+			for name, sc := range map[string]*gpu.Scanner{"resident tables": s, "per-block tables": perBlock} {
+				gd, gi, err := dix.SearchWith(q.Data, nq, 10, nprobe, sc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				swaps := compare(t, fmt.Sprintf("%s %+v nprobe %d", name, c, nprobe), wd, wi, gd, gi)
+				t.Logf("%s %+v nprobe %d: %d near-tie swaps", name, c, nprobe, swaps)
 			}
-			swaps := compare(t, fmt.Sprintf("%+v nprobe %d", c, nprobe), wd, wi, gd, gi)
-			t.Logf("%+v nprobe %d: %d near-tie swaps", c, nprobe, swaps)
+		}
+		// The precomputed table goes up once for both searches; without
+		// one, the probed lists' terms go with every block; inner product
+		// has no per-list term.
+		got := s.Stats().TableBytes - before
+		want := dix.PrecomputedTableBytes()
+		if (c.metric == ivf.L2 && !c.precompute && got == 0) || ((c.metric != ivf.L2 || c.precompute) && got != want) {
+			t.Fatalf("%+v: %d table bytes uploaded (precomputed table: %d)", c, got, want)
 		}
 		dix.Close()
 	}

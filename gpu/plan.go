@@ -43,7 +43,12 @@ type plan struct {
 	pairList                     []int32 // probed-list index of each probe
 	// The items of query q are qItems[qItemStart[q]:qItemStart[q+1]].
 	qItemStart, qItems []int32
-	ltab               []float32 // len(Lists)*M*Ksub per-list terms, or nil
+	// Per-list terms: row pairList[j] of ltab (len(Lists)*M*Ksub floats,
+	// copied per block), or with a resident precomputed table, row
+	// ltabRow[pairList[j]] (the list number) of the device's copy of
+	// req.Precomputed; both nil when tables depend on the query only.
+	ltab    []float32
+	ltabRow []int32
 	chunks             []chunk
 	chunkCap           int64 // entries of the largest chunk
 	// Device cache (nil without one): arena index of each resident list,
@@ -65,8 +70,9 @@ type chunk struct {
 // and groups the segments into chunks of at most chunkEntries entries
 // (at least one segment each). With a cache (begun for this block), lists
 // resident in it are scanned from it, and others are admitted when there
-// is room.
-func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64, cache *listCache) (*plan, error) {
+// is room. With residentTables (r.Precomputed is on the device) the
+// kernels read per-list terms from that copy, and none are gathered.
+func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64, cache *listCache, residentTables bool) (*plan, error) {
 	if err := validate(r); err != nil {
 		return nil, err
 	}
@@ -75,6 +81,9 @@ func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64, cach
 	}
 	nl, m, mk := len(r.Lists), r.M, r.M*r.Ksub
 	p := &plan{m: m, srcIDs: make([][]int64, nl), srcCodes: make([][]byte, nl), listStart: make([]int64, nl+1)}
+	if residentTables && r.Precomputed == nil {
+		return nil, fmt.Errorf("gpu: resident tables asked for a request without a precomputed table")
+	}
 	for i, l := range r.Lists {
 		ids, codes, err := src.ReadList(l)
 		if err != nil {
@@ -88,7 +97,13 @@ func newPlan(r *Request, src ListSource, itemCodes int, chunkEntries int64, cach
 			return nil, fmt.Errorf("gpu: list %d has %d entries (at most 2^31-1)", l, n)
 		}
 		p.srcIDs[i], p.srcCodes[i] = ids, codes[:n*m]
-		if r.ListTables != nil {
+		switch {
+		case residentTables:
+			if l > math.MaxInt32 {
+				return nil, fmt.Errorf("gpu: list %d: a resident table is indexed by 32-bit list numbers", l)
+			}
+			p.ltabRow = append(p.ltabRow, int32(l))
+		case r.ListTables != nil:
 			t := r.ListTables(l)
 			if len(t) < mk {
 				return nil, fmt.Errorf("gpu: list table of list %d has %d floats, want %d", l, len(t), mk)

@@ -43,6 +43,7 @@ func randomRequest(r *rand.Rand, nq, nl, nprobe, m, k, maxLen int) (*Request, *m
 		lt[i] = float32(r.IntN(16))
 	}
 	req.ListTables = func(l int) []float32 { return lt[l*mk : (l+1)*mk] }
+	req.Precomputed, req.PrecomputedID = lt, 1
 	byList := make([][]int32, nl)
 	for q := range nq {
 		for _, l := range r.Perm(nl)[:nprobe] {
@@ -89,6 +90,30 @@ func pairTable(req *Request, i, j int) []float32 {
 	t := slices.Clone(req.QTables[q*mk : (q+1)*mk])
 	if req.ListTables != nil {
 		lt := req.ListTables(req.Lists[i])
+		for e := range t {
+			t[e] = lt[e] + t[e]
+		}
+	}
+	for e := 0; e < 256; e++ {
+		t[e] += req.ProbeCoarse[j]
+	}
+	return t
+}
+
+// kernelTable builds the table of probe j as the scan kernel does, from
+// the per-list terms on the device: the plan's gathered rows, indexed by
+// probed list, or with resident tables the whole precomputed table,
+// indexed by list number.
+func kernelTable(req *Request, p *plan, j int) []float32 {
+	mk := req.M * 256
+	q := int(req.ProbeQuery[j])
+	t := slices.Clone(req.QTables[q*mk : (q+1)*mk])
+	dev, row := p.ltab, int(p.pairList[j])
+	if p.ltabRow != nil {
+		dev, row = req.Precomputed, int(p.ltabRow[row])
+	}
+	if dev != nil {
+		lt := dev[row*mk : (row+1)*mk]
 		for e := range t {
 			t[e] = lt[e] + t[e]
 		}
@@ -146,9 +171,7 @@ func runModel(t *testing.T, req *Request, p *plan, ar *arena, item int, chunkEnt
 	scanned := make([]int, len(p.itemPair))
 	scanItem := func(it int, codes []byte, ids []int64, base int64) {
 		scanned[it]++
-		j := int(p.itemPair[it])
-		i := int(p.pairList[j])
-		tab := pairTable(req, i, j)
+		tab := kernelTable(req, p, int(p.itemPair[it]))
 		var h []hit
 		for pos := p.itemStart[it]; pos < p.itemEnd[it]; pos++ {
 			e := base + int64(pos)
@@ -247,16 +270,37 @@ func TestPlanMatchesReference(t *testing.T) {
 		{3, 10, 10, 4, 1024, 200, 4096, 150},     // fewer codes than k: padding
 	} {
 		req, src := randomRequest(r, tc.nq, tc.nl, tc.nprobe, tc.m, tc.k, tc.maxLen)
-		p, err := newPlan(req, src, tc.item, tc.chunk, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, want := runModel(t, req, p, nil, tc.item, tc.chunk), reference(req, src)
-		for q := range want {
-			if !slices.Equal(got[q], want[q]) {
-				t.Fatalf("%+v query %d: plan gives %v, want %v", tc, q, got[q], want[q])
+		for _, resident := range []bool{false, true} {
+			p, err := newPlan(req, src, tc.item, tc.chunk, nil, resident)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resident != (p.ltabRow != nil) || resident == (p.ltab != nil) {
+				t.Fatalf("resident tables %v: plan gathered %d floats, %d rows", resident, len(p.ltab), len(p.ltabRow))
+			}
+			got, want := runModel(t, req, p, nil, tc.item, tc.chunk), reference(req, src)
+			for q := range want {
+				if !slices.Equal(got[q], want[q]) {
+					t.Fatalf("%+v resident tables %v, query %d: plan gives %v, want %v", tc, resident, q, got[q], want[q])
+				}
 			}
 		}
+	}
+	// Tables that depend on the query only.
+	req, src := randomRequest(r, 5, 12, 4, 8, 10, 100)
+	req.ListTables, req.Precomputed = nil, nil
+	p, err := newPlan(req, src, 32, 200, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := runModel(t, req, p, nil, 32, 200), reference(req, src)
+	for q := range want {
+		if !slices.Equal(got[q], want[q]) {
+			t.Fatalf("query tables only, query %d: plan gives %v, want %v", q, got[q], want[q])
+		}
+	}
+	if _, err := newPlan(req, src, 32, 200, nil, true); err == nil {
+		t.Fatal("resident tables accepted for a request without a precomputed table")
 	}
 }
 
@@ -284,13 +328,13 @@ func TestPlanWithCache(t *testing.T) {
 				}
 			}
 			req, _ := randomRequest(r, 10, nl, 6, m, k, maxLen)
-			req.ListTables = lt
+			req.ListTables, req.Precomputed = lt, req0.Precomputed
 			c.begin(version, m, capBytes)
 			if int64(len(ar.ids)) != c.capEntries {
 				ar.codes, ar.ids = make([]byte, c.capEntries*m), make([]int64, c.capEntries)
 			}
 			before := c.snapshot()
-			p, err := newPlan(req, src, item, chunkEntries, c)
+			p, err := newPlan(req, src, item, chunkEntries, c, block%2 == 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -334,12 +378,12 @@ func TestPlanErrors(t *testing.T) {
 	req, src := randomRequest(r, 2, 6, 3, 4, 5, 20)
 	src.codes[req.Lists[0]] = src.codes[req.Lists[0]][:0]
 	src.ids[req.Lists[0]] = append(src.ids[req.Lists[0]], 1)
-	if _, err := newPlan(req, src, 16, 64, nil); err == nil {
+	if _, err := newPlan(req, src, 16, 64, nil, false); err == nil {
 		t.Fatal("list with too few code bytes accepted")
 	}
 	req, src = randomRequest(r, 2, 6, 3, 4, 5, 20)
 	req.ProbeQuery[0] = 9
-	if _, err := newPlan(req, src, 16, 64, nil); err == nil {
+	if _, err := newPlan(req, src, 16, 64, nil, false); err == nil {
 		t.Fatal("probe of a query outside the block accepted")
 	}
 }

@@ -40,6 +40,12 @@ type Options struct {
 	// change to the index empties it. A cache large enough for the hot
 	// lists turns a stream over PCIe into a scan of device memory.
 	CacheBytes int64
+	// ResidentTableBytes bounds the precomputed table (ScanRequest's
+	// Precomputed: an L2 index's NList x M x 256 floats, 16 MiB for
+	// IVF1024,PQ16) that the scanner keeps on the device, uploaded once
+	// per table instead of the probed lists' rows with every block
+	// (default 2 GiB; negative: never kept).
+	ResidentTableBytes int64
 }
 
 // Stats are a Scanner's cumulative counters.
@@ -47,6 +53,9 @@ type Stats struct {
 	Blocks    int64         // Scan calls
 	Chunks    int64         // pipeline steps
 	ListBytes int64         // list codes and ids uploaded
+	// TableBytes are per-list tables uploaded: the probed lists' rows
+	// with every block, or a resident precomputed table once.
+	TableBytes int64
 	Stage     time.Duration // copying lists into page-locked memory
 	Wait      time.Duration // waiting for the GPU (uploads, kernels)
 	Cache     CacheStats

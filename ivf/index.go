@@ -24,7 +24,8 @@ type Index struct {
 	// sub-centroid y (NList x M x 256): with it the distance table of a
 	// (query, list) pair is one addition per entry (FAISS's
 	// use_precomputed_table).
-	precomp []float32
+	precomp   []float32
+	precompID uint64 // names precomp's content (ScanRequest.PrecomputedID)
 
 	lists Lists
 	dir   string
@@ -224,7 +225,7 @@ func (ix *Index) setCentroids(c []float32) {
 
 // finishModel derives what search needs from a trained model.
 func (ix *Index) finishModel() {
-	ix.precomp = nil
+	ix.precomp, ix.precompID = nil, 0
 	if ix.pq != nil {
 		ix.pq.Prepare()
 	}
@@ -241,6 +242,7 @@ func (ix *Index) finishModel() {
 		return
 	}
 	ix.precomp = make([]float32, ix.p.NList*m*ksub)
+	ix.precompID = newVersion()
 	ynorm := ix.codeNorms()
 	vecmath.ParallelFor(ix.p.NList, 16, ix.Threads, func(lo, hi, _ int) {
 		ip := make([]float32, m*ksub)

@@ -34,6 +34,14 @@ type ScanRequest struct {
 	// ListTables returns the M*Ksub per-list term of a list (FAISS's
 	// precomputed table), or is nil when tables depend on the query only.
 	ListTables func(list int) []float32
+	// Precomputed, when not nil, is the whole table behind ListTables:
+	// ListTables(l) is Precomputed[l*M*Ksub : (l+1)*M*Ksub] for every
+	// list (an index's precomputed table, NList x M*Ksub floats). Its
+	// content is the same in every request with the same PrecomputedID
+	// (non-zero, never reused in the process), so a scanner may keep one
+	// copy, on a GPU say, instead of moving per-list tables every block.
+	Precomputed   []float32
+	PrecomputedID uint64
 	// Lists are the distinct probed lists.
 	Lists []int
 	// The probes of Lists[i] are ProbeQuery[j], ProbeCoarse[j] for j in
@@ -97,9 +105,17 @@ func (r *ScanRequest) Validate() error {
 	if len(r.ProbeQuery) != np || len(r.ProbeCoarse) != np {
 		return fmt.Errorf("%w: %d probes, %d queries, %d coarse terms", ErrInput, np, len(r.ProbeQuery), len(r.ProbeCoarse))
 	}
-	for i := range r.Lists {
+	mk := r.M * r.Ksub
+	if r.Precomputed != nil && (r.ListTables == nil || len(r.Precomputed)%mk != 0) {
+		return fmt.Errorf("%w: precomputed table of %d floats for tables of %d (list tables given: %v)",
+			ErrInput, len(r.Precomputed), mk, r.ListTables != nil)
+	}
+	for i, l := range r.Lists {
 		if r.ProbeStart[i+1] < r.ProbeStart[i] {
 			return fmt.Errorf("%w: probe offsets decrease at list %d", ErrInput, i)
+		}
+		if l < 0 || (r.Precomputed != nil && l >= len(r.Precomputed)/mk) {
+			return fmt.Errorf("%w: probed list %d (precomputed table of %d lists)", ErrInput, l, len(r.Precomputed)/mk)
 		}
 	}
 	for _, q := range r.ProbeQuery {
@@ -318,6 +334,7 @@ func (ix *Index) scanRequest(qs []float32, nq, nprobe, k int) *ScanRequest {
 	switch {
 	case residual && ix.p.Metric != InnerProduct && ix.precomp != nil:
 		req.ListTables = func(l int) []float32 { return ix.precomp[l*mk : (l+1)*mk] }
+		req.Precomputed, req.PrecomputedID = ix.precomp, ix.precompID
 	case residual && ix.p.Metric != InnerProduct:
 		// No precomputed tables: the per-list terms of the probed lists.
 		terms := make([]float32, len(req.Lists)*mk)

@@ -96,6 +96,97 @@ func TestScanRequestValidate(t *testing.T) {
 	if err := bad.Validate(); !errors.Is(err, ErrInput) {
 		t.Fatalf("short offsets: err = %v", err)
 	}
+	tab := make([]float32, 4*256)
+	ok.ListTables = func(l int) []float32 { return tab[l*256 : (l+1)*256] }
+	ok.Precomputed, ok.PrecomputedID = tab, 1
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(r *ScanRequest){
+		"list beyond the precomputed table": func(r *ScanRequest) { r.Lists = []int{4} },
+		"negative list":                     func(r *ScanRequest) { r.Lists = []int{-1} },
+		"ragged precomputed table":          func(r *ScanRequest) { r.Precomputed = tab[:1000] },
+		"precomputed without list tables":   func(r *ScanRequest) { r.ListTables = nil },
+	} {
+		bad = ok
+		mod(&bad)
+		if err := bad.Validate(); !errors.Is(err, ErrInput) {
+			t.Fatalf("%s: err = %v", name, err)
+		}
+	}
+}
+
+// precompChecker is a CPU scanner that checks the precomputed-table
+// fields of every request: the table behind ListTables, under one
+// non-zero ID for an index's lifetime.
+type precompChecker struct {
+	CPUScanner
+	t    *testing.T
+	ids  map[uint64]bool
+	seen int
+}
+
+func (c *precompChecker) Scan(req *ScanRequest, src ListSource) ([]float32, []int64, error) {
+	if req.Precomputed != nil {
+		c.seen++
+		c.ids[req.PrecomputedID] = true
+		mk := req.M * req.Ksub
+		for _, l := range req.Lists {
+			if &req.ListTables(l)[0] != &req.Precomputed[l*mk] {
+				c.t.Fatalf("list %d: ListTables is not the precomputed table's row", l)
+			}
+		}
+	}
+	return c.CPUScanner.Scan(req, src)
+}
+
+// TestScanRequestPrecomputed: an L2 residual index with precomputed
+// tables hands scanners its whole table under one ID that changes with
+// the model; other indexes hand none. Sharded requests keep both fields.
+func TestScanRequestPrecomputed(t *testing.T) {
+	const n, d = 3000, 16
+	x := blobs(n, d, 10, 4)
+	for _, c := range []struct {
+		metric Metric
+		want   bool
+	}{{L2, true}, {InnerProduct, false}} {
+		ix, err := NewFromFactory("IVF16,PQ4", d, c.metric)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ix.Train(x, n, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ix.Add(x, n); err != nil {
+			t.Fatal(err)
+		}
+		chk := &precompChecker{CPUScanner: CPUScanner{Threads: 1}, t: t, ids: map[uint64]bool{}}
+		sh, err := NewShardedScanner(chk, &CPUScanner{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range []Scanner{chk, sh} {
+			before := chk.seen
+			for range 2 {
+				if _, _, err := ix.SearchWith(x[:20*d], 20, 5, 4, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := chk.seen > before; got != c.want {
+				t.Fatalf("%v, scanner %d: precomputed table handed over %d times, want it: %v", c.metric, i, chk.seen-before, c.want)
+			}
+		}
+		if c.want && (len(chk.ids) != 1 || chk.ids[0]) {
+			t.Fatalf("%v: precomputed IDs %v, want one non-zero", c.metric, chk.ids)
+		}
+		if c.want {
+			old := ix.precompID
+			ix.finishModel()
+			if ix.precompID == old || ix.precompID == 0 {
+				t.Fatalf("a rebuilt table kept ID %d", old)
+			}
+		}
+	}
 }
 
 // TestSnapshotVersions: snapshots of unchanged lists share a version, and

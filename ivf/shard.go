@@ -179,7 +179,7 @@ func splitRequest(req *ScanRequest, src ListSource, n int, owner map[int]int) ([
 		p := parts[to[i]]
 		if p == nil {
 			p = &ScanRequest{NQ: req.NQ, K: req.K, M: req.M, Ksub: req.Ksub, QTables: req.QTables,
-				ListTables: req.ListTables, ProbeStart: []int{0}}
+				ListTables: req.ListTables, Precomputed: req.Precomputed, PrecomputedID: req.PrecomputedID, ProbeStart: []int{0}}
 			parts[to[i]] = p
 		}
 		lo, hi := req.ProbeStart[i], req.ProbeStart[i+1]

@@ -180,8 +180,8 @@ func runSearch(env *Env) error {
 		for i := range sc.Shards() {
 			if g, ok := sc.Shard(i).(*gpu.Scanner); ok {
 				st := g.Stats()
-				fmt.Fprintf(out, "  GPU shard %d: %d blocks, %.1f MB of lists uploaded in %d chunks (copy %v, wait %v); cache %d hits, %d misses, %d evicted, %.1f MB held\n",
-					i, st.Blocks, float64(st.ListBytes)/1e6, st.Chunks, st.Stage.Round(time.Millisecond), st.Wait.Round(time.Millisecond),
+				fmt.Fprintf(out, "  GPU shard %d: %d blocks, %.1f MB of lists uploaded in %d chunks (copy %v, wait %v), %.1f MB of list tables; cache %d hits, %d misses, %d evicted, %.1f MB held\n",
+					i, st.Blocks, float64(st.ListBytes)/1e6, st.Chunks, st.Stage.Round(time.Millisecond), st.Wait.Round(time.Millisecond), float64(st.TableBytes)/1e6,
 					st.Cache.Hits, st.Cache.Misses, st.Cache.Evicted, float64(st.Cache.UsedBytes)/1e6)
 			}
 		}

@@ -70,14 +70,16 @@ __device__ void compact(float *d, Key *key, int *n, float *thr, int k, int sortN
 // block's entry space, see plan.go) are in codes and ids, so entry e of
 // probed list pl is at index listStart[pl]-entryBase+e. The kernel builds
 // the pair's table in shared memory (per-query term + per-list term,
-// coarse term added to sub-table 0, in the CPU's order of operations),
+// coarse term added to sub-table 0, in the CPU's order of operations;
+// the per-list term is row pl of ltab, or row ltabRow[pl] when ltabRow
+// is given: ltab is then a whole precomputed table kept on the device),
 // sums one entry per sub-quantizer for each code, and keeps the k best
 // of the range in shared memory, writing them (padded with +Inf and id
 // -1) to outD/outI[item*k ...]. Dynamic shared memory: M*256 floats, then
 // sortN floats and sortN ints (positions in the list); sortN is a power
 // of two >= k + blockDim.x.
 extern "C" __global__ void ivfpq_scan(
-    const float *qtab, const float *ltab, const unsigned char *codes, const long long *ids,
+    const float *qtab, const float *ltab, const int *ltabRow, const unsigned char *codes, const long long *ids,
     const long long *listStart, const int *itemPair, const int *itemStart, const int *itemEnd,
     const int *pairQuery, const int *pairList, const float *pairCoarse,
     long long M, long long k, long long sortN, float *outD, long long *outI,
@@ -96,7 +98,7 @@ extern "C" __global__ void ivfpq_scan(
     const int pl = pairList[pair];
     const float coarse = pairCoarse[pair];
     const float *qt = qtab + (long long)q * mk;
-    const float *lt = ltab ? ltab + (long long)pl * mk : nullptr;
+    const float *lt = ltab ? ltab + (long long)(ltabRow ? ltabRow[pl] : pl) * mk : nullptr;
     for (int i = threadIdx.x; i < mk; i += blockDim.x) {
         float v = lt ? __fadd_rn(lt[i], qt[i]) : qt[i];
         if (i < KSUB && coarse != 0.0f) v = __fadd_rn(v, coarse);
