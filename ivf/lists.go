@@ -202,6 +202,9 @@ func (s *memSnap) Release()       {}
 // DiskLists keeps the lists in a store (the on-disk inverted lists).
 type DiskLists struct {
 	S *store.Store
+	// MergeHeadroom is the room merges leave in each grown list's slot,
+	// as a share of its size (store.MergeOptions.Headroom).
+	MergeHeadroom float64
 
 	mu      sync.Mutex
 	seq     uint64 // commit of the last snapshot taken
@@ -282,7 +285,7 @@ func (d *DiskLists) Remove(sel func(id int64) bool) (int64, error) {
 
 // MergeFrom appends the entries of srcs with the store's two-pass merge.
 func (d *DiskLists) MergeFrom(srcs []store.Source, shift []int64, meta map[string][]byte) (int64, error) {
-	return d.S.MergeFrom(srcs, &store.MergeOptions{IDShift: shift, Meta: meta})
+	return d.S.MergeFrom(srcs, &store.MergeOptions{IDShift: shift, Meta: meta, Headroom: d.MergeHeadroom})
 }
 
 // Meta returns a record; see Lists.

@@ -21,7 +21,21 @@ type CompactStats struct {
 // to it in one commit. A crash at any point leaves either the old store or
 // the new one. Views taken before keep reading the old file; lists keep
 // accepting adds afterwards (a list that grows moves to a new slot).
-func (s *Store) Compact() (CompactStats, error) {
+func (s *Store) Compact() (CompactStats, error) { return s.CompactWith(CompactOptions{}) }
+
+// CompactOptions tune CompactWith.
+type CompactOptions struct {
+	// Headroom leaves room in each list's slot for that share of its
+	// size, as MergeOptions.Headroom: the file is that much larger, and
+	// adds append in place until a list outgrows it.
+	Headroom float64
+}
+
+// CompactWith is Compact with options.
+func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
+	if err := checkHeadroom(opts.Headroom); err != nil {
+		return CompactStats{}, err
+	}
 	if s.readOnly {
 		return CompactStats{}, fmt.Errorf("%w: %s", ErrReadOnly, s.dir)
 	}
@@ -34,7 +48,7 @@ func (s *Store) Compact() (CompactStats, error) {
 	cs := uint64(s.conf.codeSize)
 	stats := CompactStats{BytesBefore: int64(s.alloc.End())}
 
-	// Layout: lists in order, each slot exactly its size.
+	// Layout: lists in order, each slot exactly its size (plus headroom).
 	nd := newDraft(newTable(cur.nlist))
 	off := uint64(headerSize)
 	for l := 0; l < cur.nlist; l++ {
@@ -42,8 +56,9 @@ func (s *Store) Compact() (CompactStats, error) {
 		if e.size == 0 {
 			continue
 		}
-		nd.set(l, entry{off: off, cap: e.size, size: e.size, hwm: e.size})
-		off += slotBytes(e.size, int(cs))
+		c := slotCap(e.size, opts.Headroom)
+		nd.set(l, entry{off: off, cap: c, size: e.size, hwm: e.size})
+		off += slotBytes(c, int(cs))
 		stats.Entries += int64(e.size)
 	}
 	total := off
@@ -87,7 +102,8 @@ func (s *Store) Compact() (CompactStats, error) {
 		if e.size == 0 {
 			continue
 		}
-		n := slotBytes(e.size, int(cs))
+		c := slotCap(e.size, opts.Headroom)
+		n := slotBytes(c, int(cs))
 		if uint64(len(stage))+n > stagingBytes {
 			if err := flush(); err != nil {
 				return stats, fmt.Errorf("store: compact: %w", err)
@@ -100,7 +116,7 @@ func (s *Store) Compact() (CompactStats, error) {
 			if err := writeFull(f, codes, stageOff); err != nil {
 				return stats, err
 			}
-			if err := writeFull(f, ids, stageOff+align8(e.size*cs)); err != nil {
+			if err := writeFull(f, ids, stageOff+align8(c*cs)); err != nil {
 				return stats, err
 			}
 			stageOff += n
@@ -110,9 +126,11 @@ func (s *Store) Compact() (CompactStats, error) {
 		start := len(stage)
 		stage = stage[:start+int(n)]
 		img := stage[start:]
+		at := align8(c * cs) // ids follow the codes' whole capacity
 		copy(img, codes)
-		clear(img[len(codes):align8(e.size*cs)])
-		copy(img[align8(e.size*cs):], ids)
+		clear(img[len(codes):at])
+		copy(img[at:], ids)
+		clear(img[at+uint64(len(ids)):])
 		done += int64(e.size)
 	}
 	if err := flush(); err != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math"
 )
 
 // Source is a set of inverted lists MergeFrom and CopySubsetTo read: a
@@ -23,13 +24,36 @@ type MergeOptions struct {
 	// Meta records are stored in the same commit as the merged entries
 	// (the index layer keeps its id counter there).
 	Meta map[string][]byte
+	// Headroom leaves room in each merged list's slot for that share of
+	// its size (0.1: 10% more entries) so that adds after the merge
+	// append in place. With 0, slots are exact and the first add to a
+	// list moves it to a slot of the next power of two: after a merge,
+	// an add touching every list rewrites the whole index.
+	Headroom float64
+}
+
+// slotCap is the capacity of a slot for size entries with headroom.
+func slotCap(size uint64, headroom float64) uint64 {
+	if headroom <= 0 || size == 0 {
+		return size
+	}
+	return size + uint64(math.Ceil(float64(size)*headroom))
+}
+
+// checkHeadroom accepts headroom in [0, 4].
+func checkHeadroom(h float64) error {
+	if !(h >= 0 && h <= 4) {
+		return fmt.Errorf("store: headroom %v: want a share of the list size in [0, 4]", h)
+	}
+	return nil
 }
 
 // MergeFrom appends every entry of the sources to this store's lists in
 // one commit, like faiss::OnDiskInvertedLists::merge_from but into a store
 // that may already hold entries and keeps accepting adds afterwards. It
 // works in two passes: list sizes first, then each grown list gets one
-// exact-capacity slot, all packed in one region written sequentially.
+// exact-capacity slot (plus opts.Headroom), all packed in one region
+// written sequentially.
 // It returns the number of entries added.
 func (s *Store) MergeFrom(srcs []Source, opts *MergeOptions) (int64, error) {
 	b, err := s.Begin()
@@ -70,6 +94,13 @@ func (b *Batch) mergeFrom(srcs []Source, opts *MergeOptions) (int64, error) {
 	s := b.s
 	cs := int(s.conf.codeSize)
 	var shift []int64
+	var headroom float64
+	if opts != nil {
+		if err := checkHeadroom(opts.Headroom); err != nil {
+			return 0, err
+		}
+		headroom = opts.Headroom
+	}
 	if opts != nil && opts.IDShift != nil {
 		if len(opts.IDShift) != len(srcs) {
 			return 0, fmt.Errorf("store: merge: %d id shifts for %d sources", len(opts.IDShift), len(srcs))
@@ -107,7 +138,7 @@ func (b *Batch) mergeFrom(srcs []Source, opts *MergeOptions) (int64, error) {
 		e := b.d.get(l)
 		final := e.size + add[l]
 		l := l
-		jobs = append(jobs, slotJob{l: l, old: e, keep: e.size, cap: final, size: final,
+		jobs = append(jobs, slotJob{l: l, old: e, keep: e.size, cap: slotCap(final, headroom), size: final,
 			fill: func(ids []int64, codes []byte) error {
 				p := 0
 				for i, src := range srcs {

@@ -148,7 +148,8 @@ func TestModel(t *testing.T) {
 				srcs = append(srcs, src)
 				shifts = append(shifts, r.Int63n(1000))
 			}
-			if _, err := s.MergeFrom(srcs, &MergeOptions{IDShift: shifts}); err != nil {
+			headroom := []float64{0, 0, 0.1, 1.5}[r.Intn(4)]
+			if _, err := s.MergeFrom(srcs, &MergeOptions{IDShift: shifts, Headroom: headroom}); err != nil {
 				fail(err)
 			}
 			for i, src := range srcs {
@@ -240,7 +241,7 @@ func TestModel(t *testing.T) {
 			m.lists = m.lists[l0:l1]
 		case op < 78:
 			name = "compact"
-			if _, err := s.Compact(); err != nil {
+			if _, err := s.CompactWith(CompactOptions{Headroom: []float64{0, 0, 0.25}[r.Intn(3)]}); err != nil {
 				fail(err)
 			}
 		case op < 79:

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"errors"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -245,5 +248,100 @@ func TestSpreadManyLists(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Close()
+	}
+}
+
+// TestHeadroom: with headroom, a merge and a compaction leave room in
+// every slot, so adds of up to that share append in place (no list moves
+// and the file does not grow); without it, the first add to a list moves
+// it. Bad headroom values are refused.
+func TestHeadroom(t *testing.T) {
+	const nlist, cs, per = 64, 8, 200
+	r := rand.New(rand.NewSource(4))
+	src := &memSource{cs: cs, lists: make([][]ent, nlist)}
+	for l := range src.lists {
+		ids, codes := randEntries(r, per+l, cs)
+		src.lists[l] = toEnts(ids, codes, cs)
+	}
+	offsets := func(s *Store) []uint64 {
+		cur := s.current()
+		off := make([]uint64, nlist)
+		for l := range off {
+			off[l] = cur.tab.get(l).off
+		}
+		return off
+	}
+	addShare := func(s *Store, share float64) {
+		t.Helper()
+		b, err := s.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for l := range nlist {
+			ids, codes := randEntries(r, int(share*float64(per+l)), cs)
+			if _, err := b.Add(l, ids, codes); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range []float64{0, 0.2} {
+		s := mustCreate(t, t.TempDir(), nlist, cs)
+		if _, err := s.MergeFrom([]Source{src}, &MergeOptions{Headroom: h}); err != nil {
+			t.Fatal(err)
+		}
+		for round, compact := range []bool{false, true} {
+			if compact {
+				if _, err := s.CompactWith(CompactOptions{Headroom: h}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, end := offsets(s), s.alloc.End()
+			addShare(s, 0.1)
+			after := offsets(s)
+			moved := 0
+			for l := range after {
+				if after[l] != before[l] {
+					moved++
+				}
+			}
+			if h > 0 && (moved != 0 || s.alloc.End() != end) {
+				t.Fatalf("headroom %v, round %d: adds of 10%% moved %d lists, file %d -> %d bytes", h, round, moved, end, s.alloc.End())
+			}
+			if h == 0 && moved != nlist {
+				t.Fatalf("exact slots, round %d: adds moved %d of %d lists", round, moved, nlist)
+			}
+			if err := s.Check(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Every entry is there, in order: the merged ones first.
+		v, err := s.View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for l := range nlist {
+			ids, codes, _ := v.ReadList(l)
+			wids, wcodes, _ := src.ReadList(l)
+			if len(ids) < len(wids) || !slices.Equal(ids[:len(wids)], wids) || !bytes.Equal(codes[:len(wcodes)], wcodes) {
+				t.Fatalf("headroom %v list %d: merged entries changed", h, l)
+			}
+		}
+		v.Release()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := mustCreate(t, t.TempDir(), nlist, cs)
+	defer s.Close()
+	for _, h := range []float64{-0.1, 5, math.NaN()} {
+		if _, err := s.MergeFrom([]Source{src}, &MergeOptions{Headroom: h}); err == nil {
+			t.Fatalf("merge with headroom %v accepted", h)
+		}
+		if _, err := s.CompactWith(CompactOptions{Headroom: h}); err == nil {
+			t.Fatalf("compaction with headroom %v accepted", h)
+		}
 	}
 }

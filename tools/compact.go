@@ -14,14 +14,18 @@ func init() {
 }
 
 func runCompact(env *Env) error {
-	fs := newFlags(env, "compact", "compact --index DIR [--quiet]", "shelf compact --index /tmp/idx")
+	fs := newFlags(env, "compact", "compact --index DIR [--headroom 0.1] [--quiet]", "shelf compact --index /tmp/idx")
 	dir := fs.String("index", "", "index directory")
+	headroom := fs.Float64("headroom", 0, "room left in every list's slot, as a share of its size, so later adds append in place (0: none)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parse(fs, env.Args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fmt.Errorf("%w: --index is required", errUsage)
+	}
+	if !(*headroom >= 0 && *headroom <= 4) {
+		return fmt.Errorf("%w: --headroom %v: want a share in [0, 4]", errUsage, *headroom)
 	}
 	// ivf.Open takes no store options, and the progress callback must be
 	// set when the store is opened; so validate the index (model present,
@@ -46,7 +50,7 @@ func runCompact(env *Env) error {
 	if err != nil {
 		return err
 	}
-	cst, err := st.Compact()
+	cst, err := st.CompactWith(store.CompactOptions{Headroom: *headroom})
 	if b != nil {
 		b.Finish()
 	}

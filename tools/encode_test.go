@@ -221,6 +221,11 @@ func TestEncodeMerge(t *testing.T) {
 	encOK(t, bin, "merge", "--index", m3, "--blocks", sharded, "--quiet")
 	encSameLists(t, "three shards vs one", encReadLists(t, m3), want)
 
+	// --headroom: the same lists, in slots with room to spare.
+	mh := fresh("mh")
+	encOK(t, bin, "merge", "--index", mh, "--blocks", blocks, "--headroom", "0.5", "--quiet")
+	encSameLists(t, "merge with headroom", encReadLists(t, mh), want)
+
 	// --from: merging the merged index into an empty one copies it.
 	mf := fresh("mf")
 	encOK(t, bin, "merge", "--index", mf, "--from", merged, "--quiet")
@@ -319,6 +324,7 @@ func TestEncodeMerge(t *testing.T) {
 		{"encode", "--data", fv, "--out", blocks},
 		{"merge", "--blocks", blocks},
 		{"merge", "--index", empty},
+		{"merge", "--index", empty, "--blocks", blocks, "--headroom", "-1"},
 	} {
 		code, _, errOut := encRun(t, bin, args...)
 		if code != 2 || strings.Count(errOut, "\n") != 1 {

@@ -46,19 +46,23 @@ const (
 // up contiguous and the index is only touched by whole commits: an
 // interrupted merge leaves the index as before or with whole batches in.
 func runMerge(env *Env) error {
-	fs := newFlags(env, "merge", "merge --index DIR [--blocks BLOCKDIR] [--from OTHER_INDEX ...] [--quiet]",
+	fs := newFlags(env, "merge", "merge --index DIR [--blocks BLOCKDIR] [--from OTHER_INDEX ...] [--headroom 0.1] [--quiet]",
 		"shelf merge --index /data/idx --blocks /data/blocks\n"+
 			"shelf merge --index /data/idx --from /data/idx-part1 --from /data/idx-part2")
 	index := fs.String("index", "", "on-disk index directory to merge into (opened read-write)")
 	blocks := fs.String("blocks", "", "directory of block files written by shelf encode with this index")
 	var from repeatedFlag
 	fs.Var(&from, "from", "index `directory` of the same training to merge in, ids kept (repeat for several)")
+	headroom := fs.Float64("headroom", 0, "room left in each merged list's slot, as a share of its size, so later adds append in place (0: exact slots; the first add to a list then moves it)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parse(fs, env.Args); err != nil {
 		return err
 	}
 	if *index == "" {
 		return fmt.Errorf("%w: --index is required", errUsage)
+	}
+	if !(*headroom >= 0 && *headroom <= 4) {
+		return fmt.Errorf("%w: --headroom %v: want a share in [0, 4]", errUsage, *headroom)
 	}
 	if *blocks == "" && len(from) == 0 {
 		return fmt.Errorf("%w: nothing to merge: give --blocks or --from", errUsage)
@@ -73,6 +77,7 @@ func runMerge(env *Env) error {
 	if !ok {
 		return fmt.Errorf("%s is not an on-disk index", *index)
 	}
+	dl.MergeHeadroom = *headroom
 	p := ix.Params()
 
 	// Check everything before the first commit, so that a bad block or
@@ -165,7 +170,7 @@ func runMerge(env *Env) error {
 			next = max(next, h.First+h.Count)
 		}
 		k, v := ivf.NextIDRecord(next)
-		n, err := mergeBlockBatch(dl.S, paths[lo:hi], heads[lo:hi], offsets[lo:hi], pb.Add, map[string][]byte{k: v})
+		n, err := mergeBlockBatch(dl.S, paths[lo:hi], heads[lo:hi], offsets[lo:hi], pb.Add, map[string][]byte{k: v}, *headroom)
 		if err != nil {
 			if lo > 0 {
 				return fmt.Errorf("%w (blocks in %s before %s were merged)", err, *blocks, filepath.Base(paths[lo]))
@@ -198,7 +203,7 @@ func runMerge(env *Env) error {
 }
 
 // mergeBlockBatch merges blocks into st in one commit, each block a Source.
-func mergeBlockBatch(st *store.Store, paths []string, heads []blockInfo, offsets [][]int32, onRead func(int64), meta map[string][]byte) (int64, error) {
+func mergeBlockBatch(st *store.Store, paths []string, heads []blockInfo, offsets [][]int32, onRead func(int64), meta map[string][]byte, headroom float64) (int64, error) {
 	srcs := make([]store.Source, 0, len(paths))
 	defer func() {
 		for _, s := range srcs {
@@ -223,7 +228,7 @@ func mergeBlockBatch(st *store.Store, paths []string, heads []blockInfo, offsets
 		}
 		srcs = append(srcs, &blockSource{f: f, path: path, h: heads[k], offsets: off, onRead: onRead})
 	}
-	n, err := st.MergeFrom(srcs, &store.MergeOptions{Meta: meta})
+	n, err := st.MergeFrom(srcs, &store.MergeOptions{Meta: meta, Headroom: headroom})
 	if err != nil && errors.Is(err, errBadBlock) {
 		return 0, fmt.Errorf("%w; nothing of this batch was merged", err)
 	}

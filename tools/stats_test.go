@@ -3,6 +3,7 @@ package tools
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os/exec"
@@ -134,6 +135,20 @@ func testStatsAndCompact(t *testing.T, bin string) {
 		t.Fatal("search results differ after compaction")
 	}
 
+	// Compacting with headroom leaves room in every slot: the file grows
+	// by about that share, and the add below appends in place.
+	out, err = exec.Command(bin, "compact", "--index", dir, "--headroom", "0.5").CombinedOutput()
+	if err != nil {
+		t.Fatalf("shelf compact --headroom: %v\n%s", err, out)
+	}
+	h := runStatsJSON(t, bin, dir)
+	if h.FileBytes < a.FileBytes*5/4 || h.NTotal != ntotal || h.FreeBytes != 0 {
+		t.Fatalf("compaction with headroom 0.5: file %d bytes (exact: %d), ntotal %d, free %d", h.FileBytes, a.FileBytes, h.NTotal, h.FreeBytes)
+	}
+	if code := Main([]string{"compact", "--index", dir, "--headroom", "-1"}, io.Discard, io.Discard); code != 2 {
+		t.Fatalf("compact --headroom -1: exit %d, want a usage error", code)
+	}
+
 	// The compacted index still takes adds and finds them.
 	ix, err := ivf.Open(dir)
 	if err != nil {
@@ -150,6 +165,9 @@ func testStatsAndCompact(t *testing.T, bin string) {
 	}
 	if err != nil || ids[0] != id {
 		t.Fatalf("search for a vector added after compaction: %v, %v (want id %d)", ids, err, id)
+	}
+	if g := runStatsJSON(t, bin, dir); g.FileBytes != h.FileBytes {
+		t.Fatalf("an add into slots with headroom grew the file from %d to %d bytes", h.FileBytes, g.FileBytes)
 	}
 }
 
