@@ -10,6 +10,10 @@ import (
 	"github.com/shelfdb/shelf/slots"
 )
 
+// compactReadAhead is how far ahead of its copying a compaction asks for
+// the old file's pages.
+const compactReadAhead = 64 << 20
+
 // CompactStats reports what Compact did.
 type CompactStats struct {
 	BytesBefore, BytesAfter int64 // data file sizes
@@ -84,11 +88,18 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 	stage := make([]byte, 0, stagingBytes)
 	stageOff := uint64(headerSize)
 	var done int64
+	wb := newWriteBehind(f, total)
+	write := func(p []byte, off uint64) error {
+		if err := writeFull(f, p, off); err != nil {
+			return err
+		}
+		return wb.wrote(off, uint64(len(p)))
+	}
 	flush := func() error {
 		if len(stage) == 0 {
 			return nil
 		}
-		err := writeFull(f, stage, stageOff)
+		err := write(stage, stageOff)
 		stageOff += uint64(len(stage))
 		stage = stage[:0]
 		if s.opts.Progress != nil {
@@ -97,11 +108,27 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 		return err
 	}
 	m := s.m
+	// The old file is read with pread, not through the map (no page
+	// faults), and read-ahead asks for the entries of the next
+	// compactReadAhead bytes of lists before they are copied, so the disk
+	// reads in parallel with the copying when the old file is not in the
+	// page cache (a store larger than memory). A compaction that drops
+	// the pages it writes drops the old file's pages once read too.
+	next, requested, copied := 0, uint64(0), uint64(0)
 	for l := 0; l < cur.nlist; l++ {
 		e := cur.tab.get(l)
 		if e.size == 0 {
 			continue
 		}
+		for ; next < cur.nlist && (next <= l || requested-copied < compactReadAhead); next++ {
+			en := cur.tab.get(next)
+			if en.size > 0 {
+				adviseFile(s.file, en.off, en.size*cs, adviseWillNeed)
+				adviseFile(s.file, en.off+align8(en.cap*cs), en.size*8, adviseWillNeed)
+				requested += en.size * (cs + 8)
+			}
+		}
+		copied += e.size * (cs + 8)
 		c := slotCap(e.size, opts.Headroom)
 		n := slotBytes(c, int(cs))
 		if uint64(len(stage))+n > stagingBytes {
@@ -109,14 +136,14 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 				return stats, fmt.Errorf("store: compact: %w", err)
 			}
 		}
-		codes := m.bytes(e.off, e.size*cs)
-		ids := m.bytes(e.off+align8(e.cap*cs), e.size*8)
+		idsOff := e.off + align8(e.cap*cs)
 		if n > stagingBytes {
+			codes, ids := m.bytes(e.off, e.size*cs), m.bytes(idsOff, e.size*8)
 			// One list larger than the staging buffer: write it directly.
-			if err := writeFull(f, codes, stageOff); err != nil {
+			if err := write(codes, stageOff); err != nil {
 				return stats, err
 			}
-			if err := writeFull(f, ids, stageOff+align8(c*cs)); err != nil {
+			if err := write(ids, stageOff+align8(c*cs)); err != nil {
 				return stats, err
 			}
 			stageOff += n
@@ -127,10 +154,18 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 		stage = stage[:start+int(n)]
 		img := stage[start:]
 		at := align8(c * cs) // ids follow the codes' whole capacity
-		copy(img, codes)
-		clear(img[len(codes):at])
-		copy(img[at:], ids)
-		clear(img[at+uint64(len(ids)):])
+		if err := readFull(s.file, img[:e.size*cs], e.off); err != nil {
+			return stats, fmt.Errorf("store: compact: %w", err)
+		}
+		clear(img[e.size*cs : at])
+		if err := readFull(s.file, img[at:at+8*e.size], idsOff); err != nil {
+			return stats, fmt.Errorf("store: compact: %w", err)
+		}
+		clear(img[at+8*e.size:])
+		if wb.drop {
+			adviseFile(s.file, e.off, e.size*cs, adviseDontNeed)
+			adviseFile(s.file, idsOff, e.size*8, adviseDontNeed)
+		}
 		done += int64(e.size)
 	}
 	if err := flush(); err != nil {

@@ -109,3 +109,19 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// readFull reads len(p) bytes at off.
+func readFull(f dataFile, p []byte, off uint64) error {
+	for len(p) > 0 {
+		n, err := f.ReadAt(p, int64(off))
+		if n == len(p) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %d bytes at %d of %s: %w", len(p), off, f.OS().Name(), err)
+		}
+		p = p[n:]
+		off += uint64(n)
+	}
+	return nil
+}

@@ -298,6 +298,19 @@ func (b *Batch) flushAll() error {
 	}
 	m := s.m // after placement: growing the file may have remapped it
 	slices.SortFunc(jobs, func(x, y flushJob) int { return cmp.Compare(x.off, y.off) })
+	if s.alloc.End() > dropLimit() {
+		// A store larger than the page cache can hold: the partly filled
+		// last pages of the lists appended in place are likely not
+		// cached, and each pwrite into one would read it first, one page
+		// at a time. Ask for them all now, so the disk reads them in
+		// parallel.
+		for i := range jobs {
+			if j := &jobs[i]; j.inPlace && j.keep > 0 {
+				adviseFile(s.file, (j.off+j.keep*uint64(cs))&^4095, 4096, adviseWillNeed)
+				adviseFile(s.file, (j.off+align8(j.cap*uint64(cs))+8*j.keep)&^4095, 4096, adviseWillNeed)
+			}
+		}
+	}
 	// Split the jobs into groups of about flushGroupBytes of entries, in
 	// offset order; a group is the unit writes are reported in.
 	var groups []int // end index of each group
@@ -397,7 +410,11 @@ func (b *Batch) flushAll() error {
 		}
 		close(scattered)
 		// Ranges written while a write-back request was being made are
-		// merged into the next request.
+		// merged into the next request. Write-back is waited for behind a
+		// window (and the pages dropped when the flush is larger than the
+		// page cache can hold), as merges do.
+		wb := newWriteBehind(s.file, total)
+		var wbErr error
 		for r := range written {
 		more:
 			for {
@@ -411,10 +428,15 @@ func (b *Batch) flushAll() error {
 					break more
 				}
 			}
-			startWriteback(s.file, r[0], r[1]-r[0])
+			if wbErr == nil {
+				wbErr = wb.wrote(r[0], r[1]-r[0])
+			}
 		}
 		if err := <-errc; err != nil {
 			return err
+		}
+		if wbErr != nil {
+			return wbErr
 		}
 	}
 	if len(jobs) > 0 {

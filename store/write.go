@@ -116,7 +116,7 @@ func (b *Batch) placeJobs(jobs []slotJob, reuse bool, progress func(done int64))
 		wg    sync.WaitGroup
 	)
 	work := func(run []int) {
-		if err := b.writeRun(jobs, run, func(n int64) {
+		if err := b.writeRun(jobs, run, all, func(n int64) {
 			if progress == nil {
 				return
 			}
@@ -174,18 +174,25 @@ var stagingPool = sync.Pool{New: func() any { b := make([]byte, 0, stagingBytes)
 // other, as a merge packs them, are gathered into pwrites of up to
 // stagingBytes; others are built in scratch memory and written as two
 // pieces.
-func (b *Batch) writeRun(jobs []slotJob, run []int, progress func(int64)) error {
+func (b *Batch) writeRun(jobs []slotJob, run []int, all uint64, progress func(int64)) error {
 	s := b.s
 	cs := uint64(s.conf.codeSize)
 	bp := stagingPool.Get().(*[]byte)
 	defer stagingPool.Put(bp)
 	stage := (*bp)[:0]
 	var stageOff uint64
+	wb := newWriteBehind(s.file, all)
+	write := func(p []byte, off uint64) error {
+		if err := writeFull(s.file, p, off); err != nil {
+			return err
+		}
+		return wb.wrote(off, uint64(len(p)))
+	}
 	flush := func() error {
 		if len(stage) == 0 {
 			return nil
 		}
-		err := writeFull(s.file, stage, stageOff)
+		err := write(stage, stageOff)
 		stage = stage[:0]
 		return err
 	}
@@ -197,7 +204,10 @@ func (b *Batch) writeRun(jobs []slotJob, run []int, progress func(int64)) error 
 			continue
 		}
 		n := slotBytes(j.cap, int(cs))
-		if j.size == j.cap && n <= stagingBytes {
+		// Slots go out through the staging buffer, spare capacity written
+		// as zeros, unless they are large or mostly spare (a list moved
+		// to a power-of-two slot): those get two writes of their entries.
+		if n <= stagingBytes && 4*(j.cap-j.size) <= j.size {
 			if len(stage) > 0 && (stageOff+uint64(len(stage)) != j.off || uint64(len(stage))+n > stagingBytes) {
 				if err := flush(); err != nil {
 					return err
@@ -209,8 +219,10 @@ func (b *Batch) writeRun(jobs []slotJob, run []int, progress func(int64)) error 
 			start := len(stage)
 			stage = stage[:start+int(n)]
 			img := stage[start:]
-			clear(img[j.size*cs : align8(j.size*cs)])
-			if err := b.buildSlot(j, img[:j.size*cs], int64View(img[align8(j.cap*cs):])); err != nil {
+			at := align8(j.cap * cs) // ids follow the codes' whole capacity
+			clear(img[j.size*cs : at])
+			clear(img[at+8*j.size:])
+			if err := b.buildSlot(j, img[:j.size*cs], int64View(img[at:at+8*j.size])); err != nil {
 				return err
 			}
 		} else {
@@ -224,10 +236,10 @@ func (b *Batch) writeRun(jobs []slotJob, run []int, progress func(int64)) error 
 			if err := b.buildSlot(j, codes, ids); err != nil {
 				return err
 			}
-			if err := writeFull(s.file, codes, j.off); err != nil {
+			if err := write(codes, j.off); err != nil {
 				return err
 			}
-			if err := writeFull(s.file, int64Bytes(ids), j.off+align8(j.cap*cs)); err != nil {
+			if err := write(int64Bytes(ids), j.off+align8(j.cap*cs)); err != nil {
 				return err
 			}
 		}
