@@ -47,10 +47,10 @@ type plan struct {
 	// copied per block), or with a resident precomputed table, row
 	// ltabRow[pairList[j]] (the list number) of the device's copy of
 	// req.Precomputed; both nil when tables depend on the query only.
-	ltab    []float32
-	ltabRow []int32
-	chunks             []chunk
-	chunkCap           int64 // entries of the largest chunk
+	ltab     []float32
+	ltabRow  []int32
+	chunks   []chunk
+	chunkCap int64 // entries of the largest chunk
 	// Device cache (nil without one): arena index of each resident list,
 	// and of each list admitted by this block, else -1.
 	cacheStart, admitAt []int64

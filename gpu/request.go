@@ -50,15 +50,15 @@ type Options struct {
 
 // Stats are a Scanner's cumulative counters.
 type Stats struct {
-	Blocks    int64         // Scan calls
-	Chunks    int64         // pipeline steps
-	ListBytes int64         // list codes and ids uploaded
+	Blocks    int64 // Scan calls
+	Chunks    int64 // pipeline steps
+	ListBytes int64 // list codes and ids uploaded
 	// TableBytes are per-list tables uploaded: the probed lists' rows
 	// with every block, or a resident precomputed table once.
 	TableBytes int64
-	Stage     time.Duration // copying lists into page-locked memory
-	Wait      time.Duration // waiting for the GPU (uploads, kernels)
-	Cache     CacheStats
+	Stage      time.Duration // copying lists into page-locked memory
+	Wait       time.Duration // waiting for the GPU (uploads, kernels)
+	Cache      CacheStats
 }
 
 // ErrNoCUDA is returned by the constructors in builds without -tags cuda.
