@@ -14,6 +14,7 @@ import (
 	"github.com/shelfdb/shelf/internal/progress"
 	"github.com/shelfdb/shelf/internal/vecio"
 	"github.com/shelfdb/shelf/ivf"
+	"github.com/shelfdb/shelf/store"
 )
 
 func init() {
@@ -36,6 +37,7 @@ func runBuild(env *Env) error {
 	metric := fs.String("metric", "l2", "l2, ip or cosine")
 	trainSize := fs.Int("train-size", 0, "rows sampled for training (default: min(n, max(256 x nlist, 65536)), what k-means and PQ training use anyway)")
 	seed := fs.Int64("seed", 1, "seed of the training sample and of k-means")
+	headroom := fs.Float64("headroom", 0, "room left in every list's slot by the final compaction, as a share of its size, for adds to come (0: exact slots)")
 	quiet := fs.Bool("quiet", false, "no progress bars")
 	if err := parse(fs, env.Args); err != nil {
 		return err
@@ -45,6 +47,9 @@ func runBuild(env *Env) error {
 	}
 	if *trainSize < 0 {
 		return fmt.Errorf("%w: --train-size must not be negative", errUsage)
+	}
+	if !(*headroom >= 0 && *headroom <= 4) {
+		return fmt.Errorf("%w: --headroom %v: want a share in [0, 4]", errUsage, *headroom)
 	}
 	m, err := ivf.ParseMetric(*metric)
 	if err != nil {
@@ -98,7 +103,7 @@ func runBuild(env *Env) error {
 		// rewritten with exact slots in list order (a compaction), so it
 		// takes its payload's size and nearby lists are read sequentially.
 		if dl, ok := ix.Lists().(*ivf.DiskLists); ok {
-			_, err = dl.S.Compact()
+			_, err = dl.S.CompactWith(store.CompactOptions{Headroom: *headroom})
 		}
 	}
 	if cerr := ix.Close(); err == nil {

@@ -216,6 +216,16 @@ func TestBuildSearchBinary(t *testing.T) {
 				t.Fatalf("%s: search %+v", metric, res)
 			}
 		}
+		// --headroom: the final compaction leaves room in every slot.
+		roomy := filepath.Join(dir, "idx-roomy")
+		shelfOK(t, bin, "build", "--data", smallF, "--index", roomy, "--factory", "IVF16,PQ8", "--metric", "ip", "--train-size", "2000", "--headroom", "0.5", "--quiet")
+		exact, room := runStatsJSON(t, bin, filepath.Join(dir, "idx-ip")), runStatsJSON(t, bin, roomy)
+		if room.NTotal != exact.NTotal || room.FileBytes < exact.FileBytes*5/4 {
+			t.Fatalf("build --headroom 0.5: %d vectors in %d bytes; exact slots: %d in %d", room.NTotal, room.FileBytes, exact.NTotal, exact.FileBytes)
+		}
+		if _, errOut, code := shelfRun(t, bin, "build", "--data", smallF, "--index", filepath.Join(dir, "y"), "--factory", "IVF16,PQ8", "--headroom", "-1"); code != 2 {
+			t.Fatalf("--headroom -1: exit %d, %q", code, errOut)
+		}
 	})
 }
 
