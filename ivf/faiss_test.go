@@ -12,26 +12,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shelfdb/shelf/internal/faisstest"
 	"github.com/shelfdb/shelf/internal/groundtruth"
 	"github.com/shelfdb/shelf/internal/synth"
 	"github.com/shelfdb/shelf/internal/vecio"
 )
-
-// faissPython is the interpreter with Debian's FAISS (python3-faiss).
-const faissPython = "/usr/bin/python3"
-
-// requireFAISS fails the test when FAISS is missing: a comparison that
-// cannot run must not pass. SHELF_SKIP_FAISS=1 turns that into a visible
-// skip on machines that cannot install it.
-func requireFAISS(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(faissPython, "-c", "import faiss, numpy").Run(); err != nil {
-		if os.Getenv("SHELF_SKIP_FAISS") == "1" {
-			t.Skip("FAISS not installed and SHELF_SKIP_FAISS=1: comparison NOT run")
-		}
-		t.Fatalf("FAISS is needed for this comparison (apt-get install -y python3-faiss python3-numpy, or set SHELF_SKIP_FAISS=1 to skip it visibly): %v", err)
-	}
-}
 
 type faissRow struct {
 	NProbe      int     `json:"nprobe"`
@@ -46,7 +31,7 @@ func runFAISS(t *testing.T, args ...string) map[int]faissRow {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "bench", "faiss_ivfpq.py")
-	cmd := exec.Command(faissPython, append([]string{script, "--json"}, args...)...)
+	cmd := exec.Command(faisstest.Python, append([]string{script, "--json"}, args...)...)
 	cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
 	out, err := cmd.Output()
 	if err != nil {
@@ -81,7 +66,7 @@ func TestRecallMatchesFAISS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two 100k-vector indexes; run without -short")
 	}
-	requireFAISS(t)
+	faisstest.Require(t)
 	const n, d, nq, k, nclusters = 100_000, 64, 1000, 10, 400
 	base := synth.Clustered(n, d, nclusters, 42)
 	queries := synth.Queries(nq, d, nclusters, 42)

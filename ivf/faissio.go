@@ -1386,15 +1386,8 @@ func (ix *Index) WriteFAISS(path string, opts *ExportOptions) error {
 		}
 	}
 	var buf []byte
-	if o.OnDiskData == "" {
-		w.tag("ilar")
-		w.u64(uint64(nlist))
-		w.u64(uint64(cs))
-		w.tag("full")
-		w.u64(uint64(nlist))
-		for _, n := range sizes {
-			w.u64(uint64(n))
-		}
+	// writeLists streams every non-empty list, codes then ids, into w.
+	writeLists := func(w *fWriter) error {
 		for l := range sizes {
 			if sizes[l] == 0 {
 				continue
@@ -1410,25 +1403,27 @@ func (ix *Index) WriteFAISS(path string, opts *ExportOptions) error {
 			buf = w.ids(ids, buf)
 			progress(sizes[l])
 		}
+		return nil
+	}
+	if o.OnDiskData == "" {
+		w.tag("ilar")
+		w.u64(uint64(nlist))
+		w.u64(uint64(cs))
+		w.tag("full")
+		w.u64(uint64(nlist))
+		for _, n := range sizes {
+			w.u64(uint64(n))
+		}
+		if err := writeLists(w); err != nil {
+			return err
+		}
 	} else {
 		if data, err = newAtomic(o.OnDiskData); err != nil {
 			return fmt.Errorf("ivf: write %s: %w", o.OnDiskData, err)
 		}
 		dw := data.w
-		for l := range sizes {
-			if sizes[l] == 0 {
-				continue
-			}
-			ids, codes, err := snap.ReadList(l)
-			if err != nil {
-				return err
-			}
-			if int64(len(ids)) != sizes[l] || len(codes) != len(ids)*cs {
-				return fmt.Errorf("%w: list %d changed during the export", ErrCorrupt, l)
-			}
-			dw.bytes(codes)
-			buf = dw.ids(ids, buf)
-			progress(sizes[l])
+		if err := writeLists(dw); err != nil {
+			return err
 		}
 		totsize := dw.n
 		var slots [][2]uint64

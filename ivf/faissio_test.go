@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shelfdb/shelf/internal/faisstest"
 	"github.com/shelfdb/shelf/internal/synth"
 	"github.com/shelfdb/shelf/internal/vecio"
 )
@@ -38,7 +39,7 @@ func runFAISSIO(t *testing.T, dir string, tasks ...faissTask) {
 	}
 	f.Write(spec)
 	f.Close()
-	cmd := exec.Command(faissPython, script, f.Name())
+	cmd := exec.Command(faisstest.Python, script, f.Name())
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -148,7 +149,7 @@ func isParseError(err error) bool {
 // imports (in memory and into an index directory) to return FAISS's ids
 // and distances for the same queries.
 func TestImportFAISS(t *testing.T) {
-	requireFAISS(t)
+	faisstest.Require(t)
 	dir := t.TempDir()
 	const n, d, nq, k, kk = 5000, 32, 40, 10, 20
 	td := newFAISSTestData(t, dir, n, d, nq)
@@ -332,7 +333,7 @@ func shelfTestIndex(t *testing.T, factory string, metric Metric, byResidual bool
 // directory), and requires FAISS to read them and return Shelf's ids and
 // distances.
 func TestExportFAISS(t *testing.T) {
-	requireFAISS(t)
+	faisstest.Require(t)
 	dir := t.TempDir()
 	const n, d, nq, k, kk = 4000, 32, 40, 10, 20
 	td := newFAISSTestData(t, dir, n, d, nq)

@@ -11,26 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shelfdb/shelf/internal/faisstest"
 	"github.com/shelfdb/shelf/internal/synth"
 	"github.com/shelfdb/shelf/internal/vecio"
 	"github.com/shelfdb/shelf/ivf"
 )
-
-// faissPython is the interpreter with Debian's FAISS (python3-faiss).
-const faissPython = "/usr/bin/python3"
-
-// requireFAISS fails the test when FAISS is missing: a comparison that
-// cannot run must not pass. SHELF_SKIP_FAISS=1 turns that into a visible
-// skip on machines that cannot install it.
-func requireFAISS(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(faissPython, "-c", "import faiss, numpy").Run(); err != nil {
-		if os.Getenv("SHELF_SKIP_FAISS") == "1" {
-			t.Skip("FAISS not installed and SHELF_SKIP_FAISS=1: comparison NOT run")
-		}
-		t.Fatalf("FAISS is needed for this test (apt-get install -y python3-faiss python3-numpy, or set SHELF_SKIP_FAISS=1 to skip it visibly): %v", err)
-	}
-}
 
 // faissIO runs bench/faiss_io.py on tasks in dir.
 func faissIO(t *testing.T, dir string, tasks ...map[string]any) {
@@ -45,7 +30,7 @@ func faissIO(t *testing.T, dir string, tasks ...map[string]any) {
 	if err := os.WriteFile(path, spec, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(faissPython, script, path)
+	cmd := exec.Command(faisstest.Python, script, path)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -72,7 +57,7 @@ func faissSearchResults(t *testing.T, dir, name string) ([]float32, []int64) {
 // OnDiskInvertedLists), and FAISS searching the export returns exactly
 // what it returned on its own file.
 func TestFAISSBinary(t *testing.T) {
-	requireFAISS(t)
+	faisstest.Require(t)
 	bin := buildShelf(t)
 	dir := t.TempDir()
 	const n, d, nq, k = 4000, 16, 50, 5
