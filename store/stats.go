@@ -11,17 +11,20 @@ import (
 
 // Stats describes the store at its last commit.
 type Stats struct {
-	NumLists        int
-	CodeSize        int
-	NTotal          int64
-	FileBytes       int64 // data file size
-	UsedBytes       int64 // bytes of slots owned by lists
-	DataBytes       int64 // bytes of meaningful entries (size, not capacity)
-	FreeBytes       int64 // reusable now
-	PendingBytes    int64 // freed, waiting for readers of older commits
-	FreeExtents     int
-	LargestFree     int64
-	EmptyLists      int
+	NumLists     int
+	CodeSize     int
+	NTotal       int64
+	FileBytes    int64 // data file size
+	UsedBytes    int64 // bytes of slots owned by lists
+	DataBytes    int64 // bytes of meaningful entries (size, not capacity)
+	FreeBytes    int64 // reusable now
+	PendingBytes int64 // freed, waiting for readers of older commits
+	FreeExtents  int
+	LargestFree  int64
+	EmptyLists   int
+	// FullLists have no room left in their slot (size == capacity > 0):
+	// the next add to one moves it to a new slot (see MergeOptions.Headroom).
+	FullLists       int
 	MaxListLen      int
 	ImbalanceFactor float64
 	// SizeHistogram[i] counts lists with size in [2^(i-1), 2^i) (i=0: empty).
@@ -50,6 +53,8 @@ func (s *Store) Stats() (Stats, error) {
 		st.DataBytes += int64(e.size * (cs + 8))
 		if e.size == 0 {
 			st.EmptyLists++
+		} else if e.size == e.cap {
+			st.FullLists++
 		}
 		if int(e.size) > st.MaxListLen {
 			st.MaxListLen = int(e.size)

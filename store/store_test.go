@@ -292,6 +292,9 @@ func TestHeadroom(t *testing.T) {
 		if _, err := s.MergeFrom([]Source{src}, &MergeOptions{Headroom: h}); err != nil {
 			t.Fatal(err)
 		}
+		if st, _ := s.Stats(); (h == 0) != (st.FullLists == nlist) || (h > 0 && st.FullLists != 0) {
+			t.Fatalf("headroom %v: %d of %d lists full after the merge", h, st.FullLists, nlist)
+		}
 		for round, compact := range []bool{false, true} {
 			if compact {
 				if _, err := s.CompactWith(CompactOptions{Headroom: h}); err != nil {

@@ -41,6 +41,7 @@ type statsReport struct {
 	Histogram       []statsHistoRow `json:"histogram"`
 	ImbalanceFactor float64         `json:"imbalance_factor"`
 	EmptyLists      int             `json:"empty_lists"`
+	FullLists       int             `json:"full_lists"`
 	MaxListLen      int             `json:"max_list_len"`
 	Generation      uint64          `json:"generation"`
 	Seq             uint64          `json:"seq"`
@@ -119,7 +120,7 @@ func statsCollect(ix *ivf.Index, dir string, sampleLimit int64) (*statsReport, e
 		Index: dir, NTotal: st.NTotal, NList: st.NumLists, Dim: p.D,
 		Factory: p.Factory(), Metric: p.Metric.String(), CodeSize: st.CodeSize,
 		FileBytes: st.FileBytes, UsedBytes: st.UsedBytes, DataBytes: st.DataBytes, FreeBytes: st.FreeBytes,
-		ImbalanceFactor: st.ImbalanceFactor, EmptyLists: st.EmptyLists, MaxListLen: st.MaxListLen,
+		ImbalanceFactor: st.ImbalanceFactor, EmptyLists: st.EmptyLists, FullLists: st.FullLists, MaxListLen: st.MaxListLen,
 		Generation: st.Generation, Seq: st.Seq,
 	}
 	if !dl.S.ReadOnly() {
@@ -217,6 +218,9 @@ func statsPrint(w io.Writer, r *statsReport) {
 	fmt.Fprintf(w, "data file  %s\n", statsBytes(r.FileBytes))
 	fmt.Fprintf(w, "  used     %s, of it entries %s\n", statsBytes(r.UsedBytes), statsBytes(r.DataBytes))
 	fmt.Fprintf(w, "  free     %s\n", statsBytes(r.FreeBytes))
+	if r.FullLists > 0 {
+		fmt.Fprintf(w, "  full     %d of %d lists have no room left: the next add to each moves it (--headroom of merge and compact leaves room)\n", r.FullLists, r.NList)
+	}
 	if r.PendingBytes != nil {
 		fmt.Fprintf(w, "  pending  %s\n  free extents %d, largest %s\n", statsBytes(*r.PendingBytes), *r.FreeExtents, statsBytes(*r.LargestFree))
 	} else {

@@ -142,6 +142,9 @@ func testStatsAndCompact(t *testing.T, bin string) {
 		t.Fatalf("shelf compact --headroom: %v\n%s", err, out)
 	}
 	h := runStatsJSON(t, bin, dir)
+	if a.FullLists != a.NList-a.EmptyLists || h.FullLists != 0 {
+		t.Fatalf("full lists: %d of %d non-empty after an exact compaction, %d with headroom", a.FullLists, a.NList-a.EmptyLists, h.FullLists)
+	}
 	if h.FileBytes < a.FileBytes*5/4 || h.NTotal != ntotal || h.FreeBytes != 0 {
 		t.Fatalf("compaction with headroom 0.5: file %d bytes (exact: %d), ntotal %d, free %d", h.FileBytes, a.FileBytes, h.NTotal, h.FreeBytes)
 	}
