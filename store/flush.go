@@ -411,9 +411,10 @@ func (b *Batch) flushAll() error {
 		close(scattered)
 		// Ranges written while a write-back request was being made are
 		// merged into the next request. Write-back is waited for behind a
-		// window (and the pages dropped when the flush is larger than the
-		// page cache can hold), as merges do.
-		wb := newWriteBehind(s.file, total)
+		// window, as merges do, but pages are never dropped: a group's
+		// range spans in-place appends all over the file, whose cached
+		// pages searches may be using.
+		wb := newWriteBehind(s.file, 0)
 		var wbErr error
 		for r := range written {
 		more:
