@@ -10,7 +10,7 @@
 // batch at hand is ever held in memory and every entry read back is
 // checked.
 //
-//	go run ./bench/scale --dir /data/scale                      # 1e9 x PQ16: 24 GB, then ~26 GB more for the adds after the merge
+//	go run ./bench/scale --dir /data/scale --headroom 0.1       # 1e9 x PQ16: 26.4 GB, ~50 GB free for compaction (exact slots: the adds grow it to 58.7 GB)
 //	go run ./bench/scale --dir /tmp/scale --n 100000000 --build add
 package main
 
