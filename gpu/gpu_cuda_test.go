@@ -158,7 +158,7 @@ func TestGPUSearchWith(t *testing.T) {
 		if err := ix.ToDisk(dir); err != nil {
 			t.Fatal(err)
 		}
-		dix, err := ivf.Open(dir)
+		dix, err := ivf.Open(dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

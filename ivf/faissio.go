@@ -10,10 +10,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sync/atomic"
+	"sync"
 
 	"github.com/shelfdb/shelf/pq"
-	"github.com/shelfdb/shelf/store"
 )
 
 // FAISS index files (faiss.write_index / faiss.read_index).
@@ -895,15 +894,15 @@ func (ff *faissFile) newIndex(opts *ImportOptions) (*Index, error) {
 // read with positioned reads into buffers of its own, so concurrent calls
 // are safe and the file is never held in memory.
 type faissSource struct {
-	ff    *faissFile
-	cs    int
-	maxID atomic.Int64
+	ff *faissFile
+	cs int
+
+	mu  sync.Mutex
+	ids idState // bounds of the ids read so far
 }
 
 func newFAISSSource(ff *faissFile) *faissSource {
-	s := &faissSource{ff: ff, cs: ff.p.CodeSize()}
-	s.maxID.Store(math.MinInt64)
-	return s
+	return &faissSource{ff: ff, cs: ff.p.CodeSize(), ids: emptyIDs()}
 }
 
 func (s *faissSource) NumLists() int { return len(s.ff.sizes) }
@@ -951,28 +950,28 @@ func (s *faissSource) ReadList(l int) ([]int64, []byte, error) {
 		}
 	}
 	ids := make([]int64, n)
-	mx := int64(math.MinInt64)
 	for i := range ids {
 		ids[i] = int64(binary.LittleEndian.Uint64(raw[8*i:]))
-		mx = max(mx, ids[i])
 	}
-	for {
-		cur := s.maxID.Load()
-		if mx <= cur || s.maxID.CompareAndSwap(cur, mx) {
-			break
-		}
+	lo, hi, err := checkIDs(ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: FAISS file %s, list %d: %v", ErrUnsupported, s.ff.dname, l, err)
 	}
+	s.mu.Lock()
+	s.ids = s.ids.with(lo, hi)
+	s.mu.Unlock()
 	return ids, codes, nil
 }
 
-// nextID is what the imported index's next sequential id is:
-// max(ntotal, largest id + 1), as FAISS numbers adds from ntotal.
-func (s *faissSource) nextID() int64 {
-	next := s.ff.info.NTotal
-	if m := s.maxID.Load(); m != math.MinInt64 && m+1 > next {
-		next = m + 1
-	}
-	return next
+// idState is the imported index's id bookkeeping once every list was
+// read: the next sequential id is max(ntotal, largest id + 1), as FAISS
+// numbers adds from ntotal.
+func (s *faissSource) idState() idState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.ids
+	st.next = max(st.next, s.ff.info.NTotal)
+	return st
 }
 
 func openFAISS(path string, opts *ImportOptions) (*faissFile, *os.File, error) {
@@ -1073,11 +1072,11 @@ func (ff *faissFile) toMemory(opts *ImportOptions) (*Index, error) {
 			opts.Progress("import", done, total)
 		}
 	}
-	next := src.nextID()
-	k, v := NextIDRecord(next)
-	ml.meta[k] = v
+	ix.ids = src.idState()
+	for k, v := range ix.ids.meta() {
+		ml.meta[k] = v
+	}
 	ix.lists = ml
-	ix.nextID = next
 	return ix, nil
 }
 
@@ -1096,8 +1095,8 @@ func (ff *faissFile) toMemory(opts *ImportOptions) (*Index, error) {
 // id is max(ntotal, largest id + 1). dir must not hold an index; if the
 // import fails, what it created is removed.
 func ImportFAISS(path, dir string, opts *ImportOptions) (*Index, error) {
-	if _, err := os.Stat(filepath.Join(dir, modelName)); err == nil {
-		return nil, fmt.Errorf("%w: %s already holds an index", ErrParams, dir)
+	if err := CheckNewDir(dir); err != nil {
+		return nil, err
 	}
 	ff, f, err := openFAISS(path, opts)
 	if err != nil {
@@ -1109,60 +1108,22 @@ func ImportFAISS(path, dir string, opts *ImportOptions) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	model, err := ix.marshalModel()
-	if err != nil {
-		return nil, err
-	}
-	created := false
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		created = true
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	listsDir := filepath.Join(dir, listsName)
-	if _, err := os.Stat(listsDir); err == nil {
-		return nil, fmt.Errorf("%w: %s already holds lists (%s) but no model: remove it first", ErrParams, dir, listsDir)
-	}
-	var progress func(store.Progress)
 	if opts != nil && opts.Progress != nil {
-		progress = func(p store.Progress) {
-			if p.Op == "merge" {
-				opts.Progress("import", p.Done, p.Total)
+		ix.opProgress = func(stage string, done, total int64) {
+			if stage == "merge" {
+				opts.Progress("import", done, total)
 			}
 		}
 	}
-	st, err := store.Create(listsDir, store.Options{NumLists: ix.p.NList, CodeSize: ix.p.CodeSize(), Progress: progress})
-	if err != nil {
-		if created {
-			os.RemoveAll(dir)
-		}
-		return nil, err
-	}
-	fail := func(err error) (*Index, error) {
-		st.Close()
-		os.RemoveAll(listsDir)
-		if created {
-			os.RemoveAll(dir)
-		}
-		return nil, err
-	}
 	src := newFAISSSource(ff)
-	if _, err := st.MergeFrom([]store.Source{src}, nil); err != nil {
-		return fail(fmt.Errorf("ivf: import %s: %w", path, err))
+	st, err := createDir(dir, ix, []Source{src}, src.idState)
+	ix.opProgress = nil
+	if err != nil {
+		return nil, fmt.Errorf("ivf: import %s: %w", path, err)
 	}
-	next := src.nextID()
-	k, v := NextIDRecord(next)
-	if err := st.SetMeta(k, v); err != nil {
-		return fail(err)
-	}
-	// The model last: until it is there, dir is not an index Open accepts.
-	if err := writeFileAtomic(filepath.Join(dir, modelName), model); err != nil {
-		return fail(fmt.Errorf("ivf: write %s: %w", filepath.Join(dir, modelName), err))
-	}
-	ix.lists = &DiskLists{S: st}
-	ix.dir = dir
-	ix.nextID = next
+	dl := &diskLists{s: st}
+	ix.lists, ix.disk, ix.dir = dl, dl, dir
+	ix.ids = src.idState()
 	return ix, nil
 }
 

@@ -243,7 +243,7 @@ func TestImportFAISS(t *testing.T) {
 				}
 			}
 			disk.Close()
-			disk, err = Open(filepath.Join(dir, c.name+"-shelf"))
+			disk, err = Open(filepath.Join(dir, c.name+"-shelf"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -267,10 +267,10 @@ func TestImportFAISS(t *testing.T) {
 	t.Run("refusals", func(t *testing.T) {
 		// An existing index directory is refused, and left alone.
 		_, err := ImportFAISS(filepath.Join(dir, "pq-l2.index"), filepath.Join(dir, "pq-l2-shelf"), nil)
-		if !errors.Is(err, ErrParams) || !strings.Contains(err.Error(), "already holds an index") {
+		if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "already holds an index") {
 			t.Fatalf("import into an index: %v", err)
 		}
-		if ix, err := Open(filepath.Join(dir, "pq-l2-shelf")); err != nil {
+		if ix, err := Open(filepath.Join(dir, "pq-l2-shelf"), nil); err != nil {
 			t.Fatalf("the refused import damaged the index: %v", err)
 		} else {
 			ix.Close()
@@ -565,7 +565,7 @@ func TestFAISSRoundTrip(t *testing.T) {
 	td := faissTestData{base: synth.Clustered(3000, 16, 20, 5)}
 	td.ids = make([]int64, td.base.N)
 	for i := range td.ids {
-		td.ids[i] = -1 - int64(i)*977 // negative ids too
+		td.ids[i] = -2 - int64(i)*977 // negative ids too (-1 is no id)
 	}
 	for _, c := range []struct {
 		factory string

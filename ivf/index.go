@@ -28,12 +28,15 @@ type Index struct {
 	precompID uint64 // names precomp's content (ScanRequest.PrecomputedID)
 
 	lists Lists
+	disk  *diskLists // lists when they are an index directory's store
 	dir   string
 
-	wmu    sync.Mutex // one writer
-	mu     sync.Mutex // guards nextID, direct
-	nextID int64
-	direct map[int64]loc // id -> list position, built on demand
+	wmu        sync.Mutex // one writer
+	mu         sync.Mutex // guards ids, direct, opProgress, modelID
+	ids        idState
+	direct     map[int64]loc // id -> list position, built on demand
+	opProgress func(stage string, done, total int64)
+	modelCRC   uint32
 
 	// Threads bounds the goroutines of add and search (0: GOMAXPROCS).
 	Threads int
@@ -47,14 +50,12 @@ type Index struct {
 
 type loc struct{ list, pos int32 }
 
-const metaNextID = "ivf/next_id"
-
 // New makes an untrained in-memory index.
 func New(p Params) (*Index, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	ix := &Index{p: p, lists: NewMemLists(p.NList, p.CodeSize())}
+	ix := &Index{p: p, lists: NewMemLists(p.NList, p.CodeSize()), ids: emptyIDs()}
 	return ix, nil
 }
 
@@ -359,32 +360,37 @@ func (ix *Index) encode(x []float32, n int) ([]int64, []byte) {
 // addBatch is how many vectors Add encodes and commits at a time.
 const addBatch = 65536
 
-// Add adds n vectors with sequential ids (the next after the largest
-// sequential id given so far) and returns the first id.
+// Add adds n vectors with sequential ids, from NextID on, and returns
+// the first id.
 func (ix *Index) Add(x []float32, n int) (int64, error) {
 	ix.wmu.Lock()
 	defer ix.wmu.Unlock()
-	ix.mu.Lock()
-	first := ix.nextID
-	ix.mu.Unlock()
+	first := ix.NextID()
+	if n < 0 || first > math.MaxInt64-int64(n) {
+		return 0, fmt.Errorf("%w: no %d sequential ids left after %d", ErrInput, n, first)
+	}
 	ids := make([]int64, n)
 	for i := range ids {
 		ids[i] = first + int64(i)
 	}
-	return first, ix.addLocked(x, n, ids, true)
+	return first, ix.addLocked(x, n, ids)
 }
 
-// AddWithIDs adds n vectors with the given ids.
+// AddWithIDs adds n vectors with the given ids (>= 0). Later sequential
+// ids start after the largest id given.
 func (ix *Index) AddWithIDs(x []float32, n int, ids []int64) error {
 	if len(ids) != n {
 		return fmt.Errorf("%w: %d ids for %d vectors", ErrInput, len(ids), n)
 	}
+	if _, _, err := checkIDs(ids); err != nil {
+		return err
+	}
 	ix.wmu.Lock()
 	defer ix.wmu.Unlock()
-	return ix.addLocked(x, n, ids, false)
+	return ix.addLocked(x, n, ids)
 }
 
-func (ix *Index) addLocked(x []float32, n int, ids []int64, sequential bool) error {
+func (ix *Index) addLocked(x []float32, n int, ids []int64) error {
 	if !ix.trained {
 		return ErrNotTrained
 	}
@@ -399,24 +405,38 @@ func (ix *Index) addLocked(x []float32, n int, ids []int64, sequential bool) err
 			return fmt.Errorf("%w (vector %d of the call)", err, lo)
 		}
 		lists, codes := ix.encode(xs, hi-lo)
-		var meta map[string][]byte
-		ix.mu.Lock()
-		next := ix.nextID
-		if sequential {
-			next = ids[hi-1] + 1
-		}
-		ix.mu.Unlock()
-		if sequential {
-			meta = map[string][]byte{metaNextID: binary.LittleEndian.AppendUint64(nil, uint64(next))}
-		}
-		if err := ix.lists.Append(lists, ids[lo:hi], codes, meta); err != nil {
+		if err := ix.appendLocked(lists, ids[lo:hi], codes); err != nil {
 			return err
 		}
-		ix.mu.Lock()
-		ix.nextID = next
-		ix.direct = nil
-		ix.mu.Unlock()
 		ix.progress("add", int64(hi), int64(n))
 	}
 	return nil
+}
+
+// appendLocked stores entries and the id bookkeeping after them in one
+// commit; the caller holds wmu and checked the ids.
+func (ix *Index) appendLocked(lists, ids []int64, codes []byte) error {
+	lo, hi, err := checkIDs(ids)
+	if err != nil {
+		return err
+	}
+	ix.mu.Lock()
+	next := ix.ids.with(lo, hi)
+	ix.mu.Unlock()
+	if err := ix.lists.Append(lists, ids, codes, next.meta()); err != nil {
+		return err
+	}
+	ix.mu.Lock()
+	ix.ids = next
+	ix.direct = nil
+	ix.mu.Unlock()
+	return nil
+}
+
+// NextID returns the id the next Add starts at: after every id the index
+// ever held.
+func (ix *Index) NextID() int64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.ids.next
 }

@@ -275,7 +275,7 @@ func TestPersistenceAndReadOnly(t *testing.T) {
 		t.Fatal("read-only reopen gives different results")
 	}
 	// A writer in the same directory while the reader is open.
-	w, err := Open(dir)
+	w, err := Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func TestTwoLayerCodesAndMerge(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sh := range shards {
-		if err := m.MergeFrom(sh, 0); err != nil {
+		if err := m.MergeFrom(sh, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -368,7 +368,7 @@ func TestTwoLayerCodesAndMerge(t *testing.T) {
 	sm.Release()
 	other, _ := NewFromFactory("IVF300,PQ4", d, L2)
 	other.Train(x, n, &TrainOptions{Seed: 4})
-	if err := m.MergeFrom(other, 0); !errors.Is(err, ErrIncompatible) {
+	if err := m.MergeFrom(other, nil); !errors.Is(err, ErrIncompatible) {
 		t.Fatalf("merge of a differently trained index: %v", err)
 	}
 	m.Close()

@@ -7,9 +7,21 @@ import (
 	"github.com/shelfdb/shelf/store"
 )
 
+// Source is a set of inverted lists read one list at a time: what a merge
+// reads (a Snapshot, a code block, a FAISS file's lists). Calls may come
+// from several goroutines at once; the slices returned are only read,
+// and only until the next call for the same list.
+type Source interface {
+	NumLists() int
+	CodeSize() int
+	ListLen(l int) (int, error)
+	ReadList(l int) (ids []int64, codes []byte, err error)
+}
+
 // Lists are the inverted lists an Index stores its codes in, like
-// faiss::InvertedLists: MemLists in memory, DiskLists on disk. One
-// writer at a time; any number of snapshots read alongside it.
+// faiss::InvertedLists: MemLists in memory, and the store of an index
+// directory on disk. The Index uses them through this interface only.
+// One writer at a time; any number of snapshots read alongside it.
 type Lists interface {
 	NumLists() int
 	CodeSize() int
@@ -20,17 +32,23 @@ type Lists interface {
 	Append(lists, ids []int64, codes []byte, meta map[string][]byte) error
 	// Remove deletes the entries whose id sel accepts; it returns how many.
 	Remove(sel func(id int64) bool) (int64, error)
-	// MergeFrom appends every entry of srcs, ids shifted by shift[i], and
-	// stores meta in the same commit.
-	MergeFrom(srcs []store.Source, shift []int64, meta map[string][]byte) (int64, error)
-	// Meta returns a record stored by Append.
+	// MergeFrom appends every entry of srcs, ids shifted by shift[i] (nil:
+	// none), leaving headroom (a share of each grown list's size) free
+	// in its slot where the lists have slots, and stores meta in the same
+	// commit.
+	MergeFrom(srcs []Source, shift []int64, headroom float64, meta map[string][]byte) (int64, error)
+	// Meta returns a record stored by Append or MergeFrom.
 	Meta(key string) ([]byte, bool)
+	// Refresh makes the lists show what another process committed since
+	// they were opened or last refreshed; it reports whether anything
+	// changed (always false for lists only this process writes).
+	Refresh() (bool, error)
 	Close() error
 }
 
-// Snapshot is a consistent read-only view of Lists; it is a store.Source.
+// Snapshot is a consistent read-only view of Lists.
 type Snapshot interface {
-	store.Source
+	Source
 	// Prefetch hints that lists will be read soon.
 	Prefetch(lists []int)
 	Release()
@@ -121,8 +139,9 @@ func (m *MemLists) Remove(sel func(id int64) bool) (int64, error) {
 	return n, nil
 }
 
-// MergeFrom appends the entries of srcs; see Lists.
-func (m *MemLists) MergeFrom(srcs []store.Source, shift []int64, meta map[string][]byte) (int64, error) {
+// MergeFrom appends the entries of srcs; see Lists. Headroom means
+// nothing in memory.
+func (m *MemLists) MergeFrom(srcs []Source, shift []int64, _ float64, meta map[string][]byte) (int64, error) {
 	for i, s := range srcs {
 		if s.NumLists() != len(m.ids) || s.CodeSize() != m.cs {
 			return 0, fmt.Errorf("%w: source %d has %d lists of %d bytes, want %d of %d", ErrIncompatible, i, s.NumLists(), s.CodeSize(), len(m.ids), m.cs)
@@ -162,6 +181,9 @@ func (m *MemLists) Meta(key string) ([]byte, bool) {
 	return v, ok
 }
 
+// Refresh reports false: only this process writes in-memory lists.
+func (m *MemLists) Refresh() (bool, error) { return false, nil }
+
 // Close does nothing for in-memory lists.
 func (m *MemLists) Close() error { return nil }
 
@@ -199,30 +221,24 @@ func (s *memSnap) ReadList(l int) ([]int64, []byte, error) {
 func (s *memSnap) Prefetch([]int) {}
 func (s *memSnap) Release()       {}
 
-// DiskLists keeps the lists in a store (the on-disk inverted lists).
-type DiskLists struct {
-	S *store.Store
-	// MergeHeadroom is the room merges leave in each grown list's slot,
-	// as a share of its size (store.MergeOptions.Headroom).
-	MergeHeadroom float64
+// diskLists keeps the lists in the store of an index directory.
+type diskLists struct {
+	s *store.Store
 
 	mu      sync.Mutex
 	seq     uint64 // commit of the last snapshot taken
 	version uint64 // its content version (see VersionedSource)
 }
 
-// NumLists returns the number of lists.
-func (d *DiskLists) NumLists() int { return d.S.NumLists() }
-
-// CodeSize returns the bytes per code.
-func (d *DiskLists) CodeSize() int { return d.S.CodeSize() }
+func (d *diskLists) NumLists() int { return d.s.NumLists() }
+func (d *diskLists) CodeSize() int { return d.s.CodeSize() }
 
 // Append adds entries in one durable commit; see Lists.
-func (d *DiskLists) Append(lists, ids []int64, codes []byte, meta map[string][]byte) error {
-	if err := checkAppend(d.S.NumLists(), d.S.CodeSize(), lists, ids, codes); err != nil {
+func (d *diskLists) Append(lists, ids []int64, codes []byte, meta map[string][]byte) error {
+	if err := checkAppend(d.s.NumLists(), d.s.CodeSize(), lists, ids, codes); err != nil {
 		return err
 	}
-	b, err := d.S.Begin()
+	b, err := d.s.Begin()
 	if err != nil {
 		return err
 	}
@@ -237,17 +253,17 @@ func (d *DiskLists) Append(lists, ids []int64, codes []byte, meta map[string][]b
 }
 
 // Remove deletes entries in one commit; see Lists.
-func (d *DiskLists) Remove(sel func(id int64) bool) (int64, error) {
-	v, err := d.S.View()
+func (d *diskLists) Remove(sel func(id int64) bool) (int64, error) {
+	v, err := d.s.View()
 	if err != nil {
 		return 0, err
 	}
 	defer v.Release()
-	b, err := d.S.Begin()
+	b, err := d.s.Begin()
 	if err != nil {
 		return 0, err
 	}
-	cs := d.S.CodeSize()
+	cs := d.s.CodeSize()
 	var n int64
 	for l := 0; l < v.NumLists(); l++ {
 		ids, codes, err := v.ReadList(l)
@@ -284,19 +300,21 @@ func (d *DiskLists) Remove(sel func(id int64) bool) (int64, error) {
 }
 
 // MergeFrom appends the entries of srcs with the store's two-pass merge.
-func (d *DiskLists) MergeFrom(srcs []store.Source, shift []int64, meta map[string][]byte) (int64, error) {
-	return d.S.MergeFrom(srcs, &store.MergeOptions{IDShift: shift, Meta: meta, Headroom: d.MergeHeadroom})
+func (d *diskLists) MergeFrom(srcs []Source, shift []int64, headroom float64, meta map[string][]byte) (int64, error) {
+	ss := make([]store.Source, len(srcs))
+	for i, s := range srcs {
+		ss[i] = s
+	}
+	return d.s.MergeFrom(ss, &store.MergeOptions{IDShift: shift, Meta: meta, Headroom: headroom})
 }
 
-// Meta returns a record; see Lists.
-func (d *DiskLists) Meta(key string) ([]byte, bool) { return d.S.Meta(key) }
-
-// Close closes the store.
-func (d *DiskLists) Close() error { return d.S.Close() }
+func (d *diskLists) Meta(key string) ([]byte, bool) { return d.s.Meta(key) }
+func (d *diskLists) Refresh() (bool, error)         { return d.s.Refresh() }
+func (d *diskLists) Close() error                   { return d.s.Close() }
 
 // Snapshot returns a store view.
-func (d *DiskLists) Snapshot() (Snapshot, error) {
-	v, err := d.S.View()
+func (d *diskLists) Snapshot() (Snapshot, error) {
+	v, err := d.s.View()
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,12 @@ var (
 	// ErrIncompatible is returned when two indexes or codes do not share
 	// the same training.
 	ErrIncompatible = errors.New("ivf: incompatible indexes")
+	// ErrExists is returned when creating an index where one, or other
+	// files, already are.
+	ErrExists = errors.New("ivf: directory in use")
+	// ErrDuplicateIDs is returned by a merge that would give two vectors
+	// one id (unless MergeOptions.AllowDuplicateIDs).
+	ErrDuplicateIDs = errors.New("ivf: duplicate ids")
 )
 
 // Params describe an index.

@@ -2,25 +2,15 @@ package ivf
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
-	"os"
-	"path/filepath"
 
 	"github.com/shelfdb/shelf/pq"
-	"github.com/shelfdb/shelf/store"
 )
 
-// An index directory holds the trained model, written once, and the
-// store of its lists:
-//
-//	DIR/model.shelf  magic, version, parameters, centroids, PQ, CRC-32C
-//	DIR/lists/       the store (store/)
+// The model file: the trained parameters, written once (dir.go).
 const (
-	modelName    = "model.shelf"
-	listsName    = "lists"
 	modelMagic   = "SHELFIVF"
 	modelVersion = 1
 )
@@ -109,145 +99,3 @@ func unmarshalModel(b []byte) (*Index, error) {
 	ix.finishModel()
 	return ix, nil
 }
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// ToDisk moves the index to an index directory: it writes the model,
-// creates the store and moves the in-memory lists into it with the
-// store's two-pass merge (FAISS's "merge_from conversion" to
-// OnDiskInvertedLists). Afterwards the index reads and writes dir.
-func (ix *Index) ToDisk(dir string) error {
-	if !ix.trained {
-		return ErrNotTrained
-	}
-	if _, ok := ix.lists.(*MemLists); !ok {
-		return fmt.Errorf("%w: index is already on disk in %s", ErrParams, ix.dir)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if _, err := os.Stat(filepath.Join(dir, modelName)); err == nil {
-		return fmt.Errorf("%w: %s already holds an index", ErrParams, dir)
-	}
-	model, err := ix.marshalModel()
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(dir, modelName), model); err != nil {
-		return fmt.Errorf("ivf: write %s: %w", filepath.Join(dir, modelName), err)
-	}
-	st, err := store.Create(filepath.Join(dir, listsName), store.Options{
-		NumLists: ix.p.NList, CodeSize: ix.p.CodeSize(),
-		Progress: func(p store.Progress) { ix.progress(p.Op, p.Done, p.Total) },
-	})
-	if err != nil {
-		return err
-	}
-	ix.wmu.Lock()
-	defer ix.wmu.Unlock()
-	snap, err := ix.lists.Snapshot()
-	if err != nil {
-		st.Close()
-		return err
-	}
-	_, err = st.MergeFrom([]store.Source{snap}, nil)
-	snap.Release()
-	if err == nil {
-		err = st.SetMeta(metaNextID, binary.LittleEndian.AppendUint64(nil, uint64(ix.nextIDValue())))
-	}
-	if err != nil {
-		st.Close()
-		return err
-	}
-	ix.lists = &DiskLists{S: st}
-	ix.dir = dir
-	return nil
-}
-
-// Open opens an index directory for reading and writing.
-func Open(dir string) (*Index, error) { return open(dir, false) }
-
-// OpenReadOnly opens an index directory for searching, also while another
-// process writes it; Refresh picks up what that writer committed since.
-func OpenReadOnly(dir string) (*Index, error) { return open(dir, true) }
-
-func open(dir string, readOnly bool) (*Index, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, modelName))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("ivf: %s is not an index directory (no %s)", dir, modelName)
-		}
-		return nil, err
-	}
-	ix, err := unmarshalModel(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, modelName), err)
-	}
-	var st *store.Store
-	if readOnly {
-		st, err = store.OpenReadOnly(filepath.Join(dir, listsName), nil)
-	} else {
-		st, err = store.Open(filepath.Join(dir, listsName), nil)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if st.NumLists() != ix.p.NList || st.CodeSize() != ix.p.CodeSize() {
-		st.Close()
-		return nil, fmt.Errorf("%w: lists of %s (%d lists of %d bytes) do not match the model (%d of %d)",
-			ErrCorrupt, dir, st.NumLists(), st.CodeSize(), ix.p.NList, ix.p.CodeSize())
-	}
-	ix.lists = &DiskLists{S: st}
-	ix.dir = dir
-	if v, ok := st.Meta(metaNextID); ok && len(v) == 8 {
-		ix.nextID = int64(binary.LittleEndian.Uint64(v))
-	}
-	return ix, nil
-}
-
-// Refresh makes a read-only index see what its writer committed since.
-func (ix *Index) Refresh() (bool, error) {
-	dl, ok := ix.lists.(*DiskLists)
-	if !ok {
-		return false, nil
-	}
-	changed, err := dl.S.Refresh()
-	if changed {
-		ix.mu.Lock()
-		ix.direct = nil
-		ix.mu.Unlock()
-	}
-	return changed, err
-}
-
-// Dir returns the index directory ("" for an in-memory index).
-func (ix *Index) Dir() string { return ix.dir }
-
-// Close releases the lists.
-func (ix *Index) Close() error { return ix.lists.Close() }

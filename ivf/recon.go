@@ -2,12 +2,9 @@ package ivf
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
-	"math"
+	"math/bits"
 	"slices"
-
-	"github.com/shelfdb/shelf/store"
 )
 
 // ComputeResidual returns x - centroid of list l (FAISS compute_residual).
@@ -162,56 +159,14 @@ func (ix *Index) SameTraining(other *Index) error {
 	return nil
 }
 
-// MergeFrom appends all of other's vectors (same training), ids shifted
-// by addID (FAISS IndexIVF::merge_from). other is left unchanged.
-func (ix *Index) MergeFrom(other *Index, addID int64) error {
-	if err := ix.SameTraining(other); err != nil {
-		return err
-	}
-	s, err := other.lists.Snapshot()
-	if err != nil {
-		return err
-	}
-	defer s.Release()
-	ix.wmu.Lock()
-	defer ix.wmu.Unlock()
-	next := max(ix.nextIDValue(), other.nextIDValue()+addID)
-	k, v := NextIDRecord(next)
-	if _, err := ix.lists.MergeFrom([]store.Source{s}, []int64{addID}, map[string][]byte{k: v}); err != nil {
-		return err
-	}
-	ix.mu.Lock()
-	ix.nextID = next
-	ix.direct = nil
-	ix.mu.Unlock()
-	return nil
-}
-
-// NextIDRecord is the record that tells an index the next sequential id
-// Add will give (FAISS's ntotal-based numbering made explicit); store it
-// with store.MergeOptions.Meta when merging codes into an index's lists
-// directly, so later adds continue after the merged ids.
-func NextIDRecord(next int64) (string, []byte) {
-	return metaNextID, binary.LittleEndian.AppendUint64(nil, uint64(next))
-}
-
-// NextID returns the id the next Add starts at.
-func (ix *Index) NextID() int64 { return ix.nextIDValue() }
-
-func (ix *Index) nextIDValue() int64 {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	return ix.nextID
-}
-
 // TwoLayerCodeSize is the size of a flat two-level code: the list number
 // in ceil(log2(nlist)/8) bytes, then the list code (FAISS Index2Layer
 // sa_code_size).
 func (ix *Index) TwoLayerCodeSize() int { return listNoBytes(ix.p.NList) + ix.p.CodeSize() }
 
+// listNoBytes is how many bytes of a two-level code hold the list number.
 func listNoBytes(nlist int) int {
-	bits := int(math.Ceil(math.Log2(float64(nlist))))
-	return max(1, (bits+7)/8)
+	return max(1, (bits.Len(uint(max(nlist, 1)-1))+7)/8)
 }
 
 // SAEncode encodes n vectors as flat two-level codes (FAISS sa_encode):
@@ -293,11 +248,5 @@ func (ix *Index) AddSACodes(codes []byte, ids []int64) error {
 	}
 	ix.wmu.Lock()
 	defer ix.wmu.Unlock()
-	if err := ix.lists.Append(lists, ids, cs, nil); err != nil {
-		return err
-	}
-	ix.mu.Lock()
-	ix.direct = nil
-	ix.mu.Unlock()
-	return nil
+	return ix.appendLocked(lists, ids, cs)
 }

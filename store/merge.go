@@ -24,6 +24,10 @@ type MergeOptions struct {
 	// Meta records are stored in the same commit as the merged entries
 	// (the index layer keeps its id counter there).
 	Meta map[string][]byte
+	// MetaAfter, if set, is called once every source was read, before the
+	// commit; the records it returns go into the commit too (records that
+	// depend on what was merged, such as the largest id).
+	MetaAfter func() map[string][]byte
 	// Headroom leaves room in each merged list's slot for that share of
 	// its size (0.1: 10% more entries) so that adds after the merge
 	// append in place. With 0, slots are exact and the first add to a
@@ -68,6 +72,11 @@ func (s *Store) MergeFrom(srcs []Source, opts *MergeOptions) (int64, error) {
 	if opts != nil {
 		for k, v := range opts.Meta {
 			_ = b.SetMeta(k, v)
+		}
+		if opts.MetaAfter != nil {
+			for k, v := range opts.MetaAfter() {
+				_ = b.SetMeta(k, v)
+			}
 		}
 	}
 	if err := b.Commit(); err != nil {

@@ -2,6 +2,7 @@ package tools
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -14,11 +15,11 @@ import (
 	"github.com/shelfdb/shelf/internal/progress"
 	"github.com/shelfdb/shelf/internal/vecio"
 	"github.com/shelfdb/shelf/ivf"
-	"github.com/shelfdb/shelf/store"
 )
 
 func init() {
 	register("build", "train an IVF-PQ index on a vector file and add all of it, on disk", runBuild)
+	register("train", "train an empty on-disk index on a sample (first step of the parallel build)", runTrain)
 	register("add", "add the vectors of a file to an existing index", runAdd)
 }
 
@@ -28,71 +29,148 @@ func init() {
 // cross batch boundaries on small files.
 var buildBatchRows = 100_000
 
-func runBuild(env *Env) error {
-	fs := newFlags(env, "build", "build --data FILE --index DIR --factory IVF1024,PQ16 [--metric l2|ip|cosine] [--train-size N] [--seed S] [--quiet]",
-		"shelf build --data sift_base.fvecs --index /tmp/sift --factory IVF1024,PQ16\nshelf build --data emb.npy --index /tmp/emb --factory IVF4096,PQ32 --metric cosine --train-size 500000")
-	data := fs.String("data", "", "vectors to index (.fvecs, .bvecs or .npy)")
-	dir := fs.String("index", "", "index directory to create (must not exist or be empty)")
-	factory := fs.String("factory", "", "index description, as FAISS's index_factory: IVF<nlist>,PQ<m>[x<nbits>] or IVF<nlist>,Flat")
-	metric := fs.String("metric", "l2", "l2, ip or cosine")
-	trainSize := fs.Int("train-size", 0, "rows sampled for training (default: min(n, max(256 x nlist, 65536)), what k-means and PQ training use anyway)")
-	seed := fs.Int64("seed", 1, "seed of the training sample and of k-means")
-	headroom := fs.Float64("headroom", 0, "room left in every list's slot by the final compaction, as a share of its size, for adds to come (0: exact slots)")
-	quiet := fs.Bool("quiet", false, "no progress bars")
-	if err := parse(fs, env.Args); err != nil {
-		return err
+// trainFlags are the flags of the training step, shared by build and
+// train.
+type trainFlags struct {
+	data, dir, factory, metric *string
+	trainSize                  *int
+	seed                       *int64
+	quiet                      *bool
+}
+
+func addTrainFlags(fs *flag.FlagSet, dataHelp string) *trainFlags {
+	return &trainFlags{
+		data:      fs.String("data", "", dataHelp),
+		dir:       fs.String("index", "", "index directory to create (must not exist or be empty)"),
+		factory:   fs.String("factory", "", "index description, as FAISS's index_factory: IVF<nlist>,PQ<m> or IVF<nlist>,Flat"),
+		metric:    fs.String("metric", "l2", "l2, ip or cosine"),
+		trainSize: fs.Int("train-size", 0, "rows sampled for training (default: min(n, max(256 x nlist, 65536)), what k-means and PQ training use anyway)"),
+		seed:      fs.Int64("seed", 1, "seed of the training sample and of k-means"),
+		quiet:     fs.Bool("quiet", false, "no progress bars"),
 	}
-	if *data == "" || *dir == "" || *factory == "" {
-		return fmt.Errorf("%w: --data, --index and --factory are required", errUsage)
+}
+
+// trained is the outcome of the training step: an in-memory trained index
+// and the open data file.
+type trained struct {
+	ix     *ivf.Index
+	r      *vecio.Reader
+	rows   int // vectors trained on
+	start  time.Time
+	trainS float64
+}
+
+// train checks the flags, refuses an index directory that is in use
+// before the (possibly long) training, then trains an index on a seeded
+// sample of the data file. The caller closes t.r.
+func (tf *trainFlags) train(env *Env) (*trained, error) {
+	if *tf.data == "" || *tf.dir == "" || *tf.factory == "" {
+		return nil, fmt.Errorf("%w: --data, --index and --factory are required", errUsage)
 	}
-	if *trainSize < 0 {
-		return fmt.Errorf("%w: --train-size must not be negative", errUsage)
+	if *tf.trainSize < 0 {
+		return nil, fmt.Errorf("%w: --train-size must not be negative", errUsage)
 	}
-	if !(*headroom >= 0 && *headroom <= 4) {
-		return fmt.Errorf("%w: --headroom %v: want a share in [0, 4]", errUsage, *headroom)
-	}
-	m, err := ivf.ParseMetric(*metric)
+	m, err := ivf.ParseMetric(*tf.metric)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	// Refuse before the (possibly long) training, not after it.
-	if err := buildCheckNewDir(*dir); err != nil {
-		return err
+	if err := checkNewIndexDir(*tf.dir); err != nil {
+		return nil, err
 	}
-	r, err := vecio.OpenFloat32(*data)
+	r, err := vecio.OpenFloat32(*tf.data)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer r.Close()
+	t := &trained{r: r, start: time.Now()}
+	defer func() {
+		if t.ix == nil {
+			r.Close()
+		}
+	}()
 	n, d := r.Len(), r.Dim()
 	if n == 0 || d == 0 {
-		return fmt.Errorf("%s holds no vectors", *data)
+		return nil, fmt.Errorf("%s holds no vectors", *tf.data)
 	}
-	ix, err := ivf.NewFromFactory(*factory, d, m)
+	ix, err := ivf.NewFromFactory(*tf.factory, d, m)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	nlist := ix.Params().NList
-	ts := *trainSize
+	ts := *tf.trainSize
 	if ts == 0 {
 		ts = max(256*nlist, 65536)
 	}
 	ts = min(ts, n)
 	if ts < nlist {
-		return fmt.Errorf("%d training vectors for %d lists: need at least one per list (%s has %d rows)", ts, nlist, *data, n)
+		return nil, fmt.Errorf("%d training vectors for %d lists: need at least one per list (%s has %d rows)", ts, nlist, *tf.data, n)
 	}
+	ix.Progress = buildProgress(env, *tf.quiet)
+	sample, err := buildSample(r, ts, *tf.seed)
+	if err != nil {
+		return nil, err
+	}
+	if err := ix.Train(sample, ts, &ivf.TrainOptions{Seed: *tf.seed}); err != nil {
+		return nil, fmt.Errorf("train on %s: %w", *tf.data, err)
+	}
+	t.ix, t.rows, t.trainS = ix, ts, time.Since(t.start).Seconds()
+	return t, nil
+}
 
-	start := time.Now()
-	ix.Progress = buildProgress(env, *quiet)
-	sample, err := buildSample(r, ts, *seed)
+// checkNewIndexDir refuses, before any work, a directory that already
+// holds an index or other files.
+func checkNewIndexDir(dir string) error {
+	err := ivf.CheckNewDir(dir)
+	if errors.Is(err, ivf.ErrExists) {
+		if _, serr := os.Stat(filepath.Join(dir, "model.shelf")); serr == nil {
+			return fmt.Errorf("%s already holds an index (use shelf add or shelf merge to add to it, or remove it first)", dir)
+		}
+	}
+	return err
+}
+
+func runTrain(env *Env) error {
+	fs := newFlags(env, "train", "train --data SAMPLE --index DIR --factory IVF1024,PQ16 [--metric l2|ip|cosine] [--train-size N] [--seed S] [--quiet]",
+		"shelf train --data sample.fvecs --index /data/idx --factory IVF4096,PQ16\n"+
+			"shelf encode --index /data/idx --data base.fvecs --out /data/blocks --shard 0/4   # on 4 machines\n"+
+			"shelf merge --index /data/idx --blocks /data/blocks")
+	tf := addTrainFlags(fs, "training vectors (.fvecs, .bvecs or .npy): a sample of the data; none of them is added")
+	if err := parse(fs, env.Args); err != nil {
+		return err
+	}
+	t, err := tf.train(env)
 	if err != nil {
 		return err
 	}
-	if err := ix.Train(sample, ts, &ivf.TrainOptions{Seed: *seed}); err != nil {
-		return fmt.Errorf("train on %s: %w", *data, err)
+	defer t.r.Close()
+	if err := t.ix.ToDisk(*tf.dir); err != nil {
+		return err
 	}
-	sample = nil
-	trainS := time.Since(start).Seconds()
+	if err := t.ix.Close(); err != nil {
+		return err
+	}
+	p := t.ix.Params()
+	fmt.Fprintf(env.Stdout, "trained %s: %s, %s, d=%d, on %d vectors of %s in %.2f s; it holds no vectors (shelf add, or shelf encode + shelf merge)\n",
+		*tf.dir, p.Factory(), p.Metric, p.D, t.rows, *tf.data, t.trainS)
+	return nil
+}
+
+func runBuild(env *Env) error {
+	fs := newFlags(env, "build", "build --data FILE --index DIR --factory IVF1024,PQ16 [--metric l2|ip|cosine] [--train-size N] [--seed S] [--headroom 0.1] [--quiet]",
+		"shelf build --data sift_base.fvecs --index /tmp/sift --factory IVF1024,PQ16\nshelf build --data emb.npy --index /tmp/emb --factory IVF4096,PQ32 --metric cosine --train-size 500000")
+	tf := addTrainFlags(fs, "vectors to index (.fvecs, .bvecs or .npy)")
+	headroom := fs.Float64("headroom", 0, "room left in every list's slot by the final compaction, as a share of its size, for adds to come (0: exact slots)")
+	if err := parse(fs, env.Args); err != nil {
+		return err
+	}
+	if err := checkHeadroom(*headroom); err != nil {
+		return err
+	}
+	t, err := tf.train(env)
+	if err != nil {
+		return err
+	}
+	defer t.r.Close()
+	ix, r, data, dir, quiet := t.ix, t.r, tf.data, tf.dir, tf.quiet
 	if err := ix.ToDisk(*dir); err != nil {
 		return err
 	}
@@ -102,9 +180,7 @@ func runBuild(env *Env) error {
 		// Adds leave power-of-two slack in every list; a fresh index is
 		// rewritten with exact slots in list order (a compaction), so it
 		// takes its payload's size and nearby lists are read sequentially.
-		if dl, ok := ix.Lists().(*ivf.DiskLists); ok {
-			_, err = dl.S.CompactWith(store.CompactOptions{Headroom: *headroom})
-		}
+		_, err = ix.Compact(*headroom)
 	}
 	if cerr := ix.Close(); err == nil {
 		err = cerr
@@ -114,12 +190,13 @@ func runBuild(env *Env) error {
 		return fmt.Errorf("%w (%s keeps what was committed before the error, at least %d vectors: remove it to start over)", err, *dir, added)
 	}
 	addS := time.Since(t0).Seconds()
-	total := time.Since(start).Seconds()
+	total := time.Since(t.start).Seconds()
 	size, _ := buildDirSize(*dir)
 	out := env.Stdout
-	fmt.Fprintf(out, "built %s: %s, %s, d=%d, from %s\n", *dir, ix.Params().Factory(), m, d, *data)
-	fmt.Fprintf(out, "  vectors   %d (trained on %d)\n", added, ts)
-	fmt.Fprintf(out, "  train     %.2f s\n", trainS)
+	p := ix.Params()
+	fmt.Fprintf(out, "built %s: %s, %s, d=%d, from %s\n", *dir, p.Factory(), p.Metric, p.D, *data)
+	fmt.Fprintf(out, "  vectors   %d (trained on %d)\n", added, t.rows)
+	fmt.Fprintf(out, "  train     %.2f s\n", t.trainS)
 	fmt.Fprintf(out, "  add       %.2f s (%.0f vectors/s)\n", addS, float64(added)/max(addS, 1e-9))
 	fmt.Fprintf(out, "  total     %.2f s\n", total)
 	fmt.Fprintf(out, "  on disk   %s (%d bytes)\n", buildHuman(size), size)
@@ -158,7 +235,7 @@ func runAdd(env *Env) error {
 		}
 		ids = v
 	}
-	ix, err := ivf.Open(*dir)
+	ix, err := ivf.Open(*dir, nil)
 	if err != nil {
 		return err
 	}
@@ -179,26 +256,6 @@ func runAdd(env *Env) error {
 	fmt.Fprintf(env.Stdout, "added %d vectors to %s in %.2f s (%.0f vectors/s); on disk %s\n",
 		added, *dir, s, float64(added)/max(s, 1e-9), buildHuman(size))
 	return nil
-}
-
-// buildCheckNewDir refuses a directory that already holds anything: an
-// index there would be clobbered, and files of something else mixed with
-// an index's.
-func buildCheckNewDir(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if len(ents) == 0 {
-		return nil
-	}
-	if _, err := os.Stat(filepath.Join(dir, "model.shelf")); err == nil {
-		return fmt.Errorf("%s already holds an index (use shelf add to add to it, or remove it first)", dir)
-	}
-	return fmt.Errorf("%s exists and is not empty", dir)
 }
 
 // buildSample reads ts rows chosen uniformly at random (seeded) without

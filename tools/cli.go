@@ -117,3 +117,11 @@ func bar(env *Env, quiet bool, label, unit string, total int64) *progress.Bar {
 	}
 	return progress.New(env.Stderr, mode, label, unit, total)
 }
+
+// checkHeadroom accepts a --headroom share in [0, 4] (what the store takes).
+func checkHeadroom(h float64) error {
+	if !(h >= 0 && h <= 4) {
+		return fmt.Errorf("%w: --headroom %v: want a share of the list size in [0, 4]", errUsage, h)
+	}
+	return nil
+}

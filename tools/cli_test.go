@@ -25,16 +25,7 @@ func buildShelf(t *testing.T) string {
 func TestDemoBinary(t *testing.T) {
 	bin := buildShelf(t)
 	dir := t.TempDir()
-	out, err := exec.Command(bin, "store-demo", "--n", "50000", "--nlist", "64", "--dir", dir).CombinedOutput()
-	if err != nil {
-		t.Fatalf("shelf store-demo: %v\n%s", err, out)
-	}
-	for _, want := range []string{"add (batches", "merge of 4 shards", "compact", "checks passed"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("store-demo output lacks %q:\n%s", want, out)
-		}
-	}
-	out, err = exec.Command(bin, "demo", "--n", "20000", "--dim", "32", "--nq", "200", "--json", "--dir", filepath.Join(dir, "idx")).CombinedOutput()
+	out, err := exec.Command(bin, "demo", "--n", "20000", "--dim", "32", "--nq", "200", "--json", "--dir", filepath.Join(dir, "idx")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("shelf demo: %v\n%s", err, out)
 	}

@@ -2,11 +2,9 @@ package tools
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"github.com/shelfdb/shelf/internal/progress"
 	"github.com/shelfdb/shelf/ivf"
-	"github.com/shelfdb/shelf/store"
 )
 
 func init() {
@@ -24,37 +22,27 @@ func runCompact(env *Env) error {
 	if *dir == "" {
 		return fmt.Errorf("%w: --index is required", errUsage)
 	}
-	if !(*headroom >= 0 && *headroom <= 4) {
-		return fmt.Errorf("%w: --headroom %v: want a share in [0, 4]", errUsage, *headroom)
-	}
-	// ivf.Open takes no store options, and the progress callback must be
-	// set when the store is opened; so validate the index (model present,
-	// lists matching it) through ivf first, then open its store directly.
-	ix, err := ivf.OpenReadOnly(*dir)
-	if err != nil {
-		return err
-	}
-	if err := ix.Close(); err != nil {
+	if err := checkHeadroom(*headroom); err != nil {
 		return err
 	}
 	var b *progress.Bar
-	st, err := store.Open(filepath.Join(*dir, "lists"), &store.Options{Progress: func(p store.Progress) {
-		if p.Op != "compact" {
+	ix, err := ivf.Open(*dir, &ivf.OpenOptions{Progress: func(stage string, done, total int64) {
+		if stage != "compact" {
 			return
 		}
 		if b == nil {
-			b = bar(env, *quiet, "compact", "entries", p.Total)
+			b = bar(env, *quiet, "compact", "entries", total)
 		}
-		b.Set(p.Done, 0)
+		b.Set(done, 0)
 	}})
 	if err != nil {
 		return err
 	}
-	cst, err := st.CompactWith(store.CompactOptions{Headroom: *headroom})
+	cst, err := ix.Compact(*headroom)
 	if b != nil {
 		b.Finish()
 	}
-	if cerr := st.Close(); err == nil {
+	if cerr := ix.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {

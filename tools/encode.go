@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -69,15 +68,7 @@ func runEncode(env *Env) error {
 		return err
 	}
 	defer ix.Close()
-	model, err := blockModelIdentity(*index)
-	if err != nil {
-		return err
-	}
 	p := ix.Params()
-	tcs := ix.TwoLayerCodeSize()
-	if tcs-p.CodeSize() != blockListBytes(p.NList) {
-		return fmt.Errorf("index %s: %d-byte list numbers, code blocks hold %d", *index, tcs-p.CodeSize(), blockListBytes(p.NList))
-	}
 	r, err := vecio.OpenFloat32(*data)
 	if err != nil {
 		return err
@@ -139,16 +130,15 @@ func runEncode(env *Env) error {
 			for b := range jobs {
 				first := b * *bs
 				cnt := min(first+*bs, n) - first
-				h := blockInfo{Model: model, NList: p.NList, CodeSize: tcs, BlockSize: int64(*bs),
-					Block: int64(b), First: int64(first), Count: int64(cnt)}
-				path := filepath.Join(*out, blockName(b))
-				if got, _, err := readBlockInfo(path); err == nil && got == h {
+				blk := ivf.Block{Size: int64(*bs), Number: int64(b), First: int64(first), Count: int64(cnt)}
+				path := ivf.BlockPath(*out, blk.Number)
+				if err := ix.CheckBlock(*out, blk); err == nil {
 					pb.Add(int64(cnt))
 					mu.Lock()
 					skipped++
 					mu.Unlock()
 					continue
-				} else if err == nil {
+				} else if errors.Is(err, ivf.ErrOtherBlock) {
 					fmt.Fprintf(env.Stderr, "shelf encode: %s is from another run (model, block size or rows differ), encoding it again\n", path)
 				} else if !errors.Is(err, os.ErrNotExist) {
 					fmt.Fprintf(env.Stderr, "shelf encode: %v; encoding it again\n", err)
@@ -158,17 +148,8 @@ func runEncode(env *Env) error {
 					fail(err)
 					return
 				}
-				codes, err := ix.SAEncode(x, cnt)
-				if err != nil {
-					fail(fmt.Errorf("block %d (rows %d to %d): %w", b, first, first+cnt, err))
-					return
-				}
-				ids := make([]int64, cnt)
-				for i := range ids {
-					ids[i] = int64(first + i)
-				}
-				if err := writeBlock(*out, h, ids, codes); err != nil {
-					fail(fmt.Errorf("write %s: %w", path, err))
+				if err := ix.EncodeBlock(*out, blk, x); err != nil {
+					fail(fmt.Errorf("block %d (rows %d to %d) into %s: %w", b, first, first+cnt, path, err))
 					return
 				}
 				pb.Add(int64(cnt))

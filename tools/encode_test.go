@@ -163,6 +163,9 @@ func encSameFiles(t *testing.T, got, want string) {
 	}
 }
 
+// blockName is the file name of block b.
+func blockName(b int64) string { return filepath.Base(ivf.BlockPath("", b)) }
+
 func TestEncodeMerge(t *testing.T) {
 	bin := buildShelf(t)
 	dir := t.TempDir()
@@ -181,7 +184,7 @@ func TestEncodeMerge(t *testing.T) {
 
 	// What adding the vectors one by one gives, ids = row numbers.
 	added := fresh("added")
-	ix, err := ivf.Open(added)
+	ix, err := ivf.Open(added, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +253,7 @@ func TestEncodeMerge(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	done, _ := listBlockFiles(resumed)
+	done, _ := filepath.Glob(filepath.Join(resumed, "block-*.codes"))
 	t.Logf("killed encode had finished %d of 200 blocks", len(done))
 	if len(done) == 0 {
 		t.Fatal("no block file appeared")

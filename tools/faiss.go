@@ -64,7 +64,7 @@ func runImportFAISS(env *Env) error {
 	if *in == "" || *dir == "" {
 		return fmt.Errorf("%w: --faiss and --index are required", errUsage)
 	}
-	if err := buildCheckNewDir(*dir); err != nil {
+	if err := checkNewIndexDir(*dir); err != nil {
 		return err
 	}
 	info, err := ivf.InspectFAISS(*in)

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/shelfdb/shelf/ivf"
-	"github.com/shelfdb/shelf/store"
 )
 
 func init() {
@@ -107,11 +106,7 @@ func runStats(env *Env) error {
 }
 
 func statsCollect(ix *ivf.Index, dir string, sampleLimit int64) (*statsReport, error) {
-	dl, ok := ix.Lists().(*ivf.DiskLists)
-	if !ok {
-		return nil, fmt.Errorf("%s: lists are not on disk", dir)
-	}
-	st, err := dl.S.Stats()
+	st, err := ix.StorageStats()
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +118,7 @@ func statsCollect(ix *ivf.Index, dir string, sampleLimit int64) (*statsReport, e
 		ImbalanceFactor: st.ImbalanceFactor, EmptyLists: st.EmptyLists, FullLists: st.FullLists, MaxListLen: st.MaxListLen,
 		Generation: st.Generation, Seq: st.Seq,
 	}
-	if !dl.S.ReadOnly() {
+	if !ix.ReadOnly() {
 		rep.PendingBytes, rep.FreeExtents, rep.LargestFree = &st.PendingBytes, &st.FreeExtents, &st.LargestFree
 	}
 	for i, c := range st.SizeHistogram {
@@ -138,19 +133,19 @@ func statsCollect(ix *ivf.Index, dir string, sampleLimit int64) (*statsReport, e
 		return rep, nil
 	}
 	q := ix.PQ()
-	v, err := dl.S.View()
+	v, err := ix.Lists().Snapshot()
 	if err != nil {
 		return nil, err
 	}
 	defer v.Release()
-	rep.PQ, err = statsCodeQuality(v, q.M, q.Ksub, v.NTotal(), sampleLimit)
+	rep.PQ, err = statsCodeQuality(v, q.M, q.Ksub, st.NTotal, sampleLimit)
 	return rep, err
 }
 
 // statsCodeQuality reads every code of the view once. Centroid counts use all
 // codes; the collision map takes every stride-th vector so its size is
 // bounded by sampleLimit.
-func statsCodeQuality(v *store.View, m, ksub int, ntotal, sampleLimit int64) (*statsPQ, error) {
+func statsCodeQuality(v ivf.Snapshot, m, ksub int, ntotal, sampleLimit int64) (*statsPQ, error) {
 	counts := make([]int64, m*ksub)
 	stride := int64(1)
 	if sampleLimit > 0 && ntotal > sampleLimit {
@@ -164,7 +159,7 @@ func statsCodeQuality(v *store.View, m, ksub int, ntotal, sampleLimit int64) (*s
 	var idx, examined int64
 	cs := v.CodeSize()
 	for l := 0; l < v.NumLists(); l++ {
-		codes, err := v.Codes(l)
+		_, codes, err := v.ReadList(l)
 		if err != nil {
 			return nil, err
 		}

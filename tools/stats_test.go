@@ -153,7 +153,7 @@ func testStatsAndCompact(t *testing.T, bin string) {
 	}
 
 	// The compacted index still takes adds and finds them.
-	ix, err := ivf.Open(dir)
+	ix, err := ivf.Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

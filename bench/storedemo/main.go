@@ -1,19 +1,24 @@
-package tools
+// Command storedemo exercises the storage engine alone (store/, no
+// vectors): durable adds, a merge of 4 shards, adds after it, compaction
+// while a view holds the old file, and a read-only scan, with the
+// throughput of each step.
+//
+//	go run ./bench/storedemo [--n 2000000] [--nlist 1024] [--code-size 16] [--dir DIR]
+package main
 
 import (
+	"flag"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"time"
 
+	"github.com/shelfdb/shelf/internal/progress"
 	"github.com/shelfdb/shelf/store"
 )
-
-func init() {
-	register("store-demo", "exercise the storage engine alone: adds, merge, compaction, read-only scan", runStoreDemo)
-}
 
 // demoSource is one in-memory shard of codes, the Source a merge reads.
 type demoSource struct {
@@ -29,20 +34,35 @@ func (d *demoSource) ReadList(l int) ([]int64, []byte, error) {
 	return d.ids[l], d.codes[l], nil
 }
 
-func runStoreDemo(env *Env) error {
-	fs := newFlags(env, "store-demo", "store-demo [--n 2000000] [--nlist 1024] [--code-size 16] [--dir DIR]",
-		"shelf store-demo --n 1000000")
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "storedemo:", err)
+		os.Exit(1)
+	}
+}
+
+func bar(stderr io.Writer, quiet bool, label, unit string, total int64) *progress.Bar {
+	mode := progress.AutoLines
+	if quiet {
+		mode = progress.Quiet
+	}
+	return progress.New(stderr, mode, label, unit, total)
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("storedemo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	n := fs.Int("n", 2_000_000, "number of entries (codes + ids)")
 	nlist := fs.Int("nlist", 1024, "number of inverted lists")
 	cs := fs.Int("code-size", 16, "bytes per code (PQ16: 16)")
 	dir := fs.String("dir", "", "where to build the stores (default: a temporary directory, removed afterwards)")
 	seed := fs.Uint64("seed", 1, "seed of the synthetic data")
 	quiet := fs.Bool("quiet", false, "no progress bars")
-	if err := parse(fs, env.Args); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *n < 1 || *nlist < 1 || *cs < 1 {
-		return fmt.Errorf("%w: --n, --nlist and --code-size must be positive", errUsage)
+		return fmt.Errorf("--n, --nlist and --code-size must be positive")
 	}
 	root := *dir
 	if root == "" {
@@ -53,8 +73,8 @@ func runStoreDemo(env *Env) error {
 		defer os.RemoveAll(tmp)
 		root = tmp
 	}
-	out := env.Stdout
-	fmt.Fprintf(out, "shelf store-demo: %d entries of %d-byte codes in %d lists, under %s\n\n", *n, *cs, *nlist, root)
+	out := stdout
+	fmt.Fprintf(out, "storedemo: %d entries of %d-byte codes in %d lists, under %s\n\n", *n, *cs, *nlist, root)
 
 	// Synthetic codes with imbalanced lists, as k-means gives on real data.
 	r := rand.New(rand.NewPCG(*seed, 7))
@@ -93,7 +113,7 @@ func runStoreDemo(env *Env) error {
 		return err
 	}
 	defer a.Close()
-	pb := bar(env, *quiet, "add", "entries", int64(*n))
+	pb := bar(stderr, *quiet, "add", "entries", int64(*n))
 	t0 := time.Now()
 	var b *store.Batch
 	for i := 0; i < *n; i += 1000 {
@@ -129,7 +149,7 @@ func runStoreDemo(env *Env) error {
 		}
 		srcs = append(srcs, src)
 	}
-	mbar := bar(env, *quiet, "merge", "entries", int64(*n))
+	mbar := bar(stderr, *quiet, "merge", "entries", int64(*n))
 	m, err := store.Create(root+"/merged", store.Options{NumLists: *nlist, CodeSize: *cs,
 		Progress: func(p store.Progress) { mbar.Set(p.Done, 0) }})
 	if err != nil {

@@ -1,4 +1,4 @@
-package tools
+package ivf
 
 import (
 	"bufio"
@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 )
 
@@ -20,7 +20,7 @@ import (
 //
 //	magic      "SHELFBLK"
 //	version    uint32
-//	model      uint32  CRC-32C of the index's model.shelf: blocks of another training are refused
+//	model      uint32  CRC-32C of the index's model (modelID): blocks of another training are refused
 //	nlist      uint32
 //	codeSize   uint32  bytes of one two-level code
 //	blockSize  uint64  rows per block of the encode run
@@ -40,11 +40,19 @@ const (
 	blockHeader  = 8 + 4*4 + 8*4
 )
 
-var blockCRC = crc32.MakeTable(crc32.Castagnoli)
-
 var blockNameRE = regexp.MustCompile(`^block-(\d{8,})\.codes$`)
 
-func blockName(b int) string { return fmt.Sprintf("block-%08d.codes", b) }
+func blockName(b int64) string { return fmt.Sprintf("block-%08d.codes", b) }
+
+// BlockPath is the file of block number b in dir.
+func BlockPath(dir string, b int64) string { return filepath.Join(dir, blockName(b)) }
+
+// Block names one block of an encode run: rows [First, First+Count) of
+// the data, block number Number of blocks of Size rows (First ==
+// Number*Size; Count < Size only for the last block).
+type Block struct {
+	Size, Number, First, Count int64
+}
 
 // blockInfo is a block's header.
 type blockInfo struct {
@@ -57,32 +65,95 @@ type blockInfo struct {
 	Count     int64
 }
 
-// errBadBlock marks a block file that is truncated or damaged.
-var errBadBlock = errors.New("corrupt code block")
+// ErrBadBlock marks a code block file that is truncated or damaged.
+var ErrBadBlock = errors.New("ivf: corrupt code block")
 
-// blockModelIdentity returns a CRC-32C of the index's model file, which
-// names its training: blocks encoded with another model are refused. The
-// file ends with a CRC-32C of the rest, and the CRC of data followed by
-// its own CRC is the same constant for all data, so the trailing four
-// bytes are left out.
-func blockModelIdentity(indexDir string) (uint32, error) {
-	b, err := os.ReadFile(filepath.Join(indexDir, "model.shelf"))
+// ErrOtherBlock marks a code block of another encode run: another
+// training, block size or rows.
+var ErrOtherBlock = errors.New("ivf: code block of another encode run")
+
+// modelID is a CRC-32C of the index's model file, which names its
+// training: blocks encoded with another model are refused. The file ends
+// with a CRC-32C of the rest, and the CRC of data followed by its own CRC
+// is the same constant for all data, so the trailing four bytes are left
+// out.
+func (ix *Index) modelID() (uint32, error) {
+	ix.mu.Lock()
+	id := ix.modelCRC
+	ix.mu.Unlock()
+	if id != 0 {
+		return id, nil
+	}
+	b, err := ix.marshalModel()
 	if err != nil {
 		return 0, err
 	}
-	if len(b) > 4 {
-		b = b[:len(b)-4]
-	}
-	return crc32.Checksum(b, blockCRC), nil
+	id = crc32.Checksum(b[:len(b)-4], castagnoli)
+	ix.mu.Lock()
+	ix.modelCRC = id
+	ix.mu.Unlock()
+	return id, nil
 }
 
-// blockListBytes is how many bytes of a two-level code hold the list number.
-func blockListBytes(nlist int) int {
-	n := 1
-	for (nlist-1)>>(8*n) > 0 {
-		n++
+// blockHeader returns the header block b of this index has.
+func (ix *Index) blockInfo(b Block) (blockInfo, error) {
+	model, err := ix.modelID()
+	return blockInfo{Model: model, NList: ix.p.NList, CodeSize: ix.TwoLayerCodeSize(),
+		BlockSize: b.Size, Block: b.Number, First: b.First, Count: b.Count}, err
+}
+
+func checkBlock(b Block) error {
+	if b.Size < 1 || b.Number < 0 || b.First != b.Number*b.Size || b.Count < 0 || b.Count > b.Size {
+		return fmt.Errorf("%w: block %+v: want First = Number x Size and 0 <= Count <= Size", ErrInput, b)
 	}
-	return n
+	return nil
+}
+
+// EncodeBlock encodes the b.Count vectors of x (rows b.First on of the
+// data) as flat two-level codes, ids the row numbers, and writes them as
+// block file b.Number in dir, atomically: a block file that exists is
+// complete. This is the map step of the parallel build; MergeBlocks is
+// its reduce step.
+func (ix *Index) EncodeBlock(dir string, b Block, x []float32) error {
+	if err := checkBlock(b); err != nil {
+		return err
+	}
+	h, err := ix.blockInfo(b)
+	if err != nil {
+		return err
+	}
+	codes, err := ix.SAEncode(x, int(b.Count))
+	if err != nil {
+		return err
+	}
+	ids := make([]int64, b.Count)
+	for i := range ids {
+		ids[i] = b.First + int64(i)
+	}
+	return writeBlock(dir, h, ids, codes)
+}
+
+// CheckBlock reports whether block file b.Number in dir is complete and
+// is block b of this index's training: nil if so, an error wrapping
+// os.ErrNotExist if it is missing, ErrOtherBlock if it is of another
+// run, ErrBadBlock if it is damaged.
+func (ix *Index) CheckBlock(dir string, b Block) error {
+	if err := checkBlock(b); err != nil {
+		return err
+	}
+	want, err := ix.blockInfo(b)
+	if err != nil {
+		return err
+	}
+	path := BlockPath(dir, b.Number)
+	got, _, err := readBlockInfo(path)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("%s: %w (model, block size or rows differ)", path, ErrOtherBlock)
+	}
+	return nil
 }
 
 func blockListOf(code []byte, nb int) int {
@@ -98,7 +169,7 @@ func blockListOf(code []byte, nb int) int {
 // exists is complete (the CRC still catches damage done later).
 func writeBlock(dir string, h blockInfo, ids []int64, codes []byte) (err error) {
 	// Group by list, stable in rows: a counting sort on the list number.
-	nb := blockListBytes(h.NList)
+	nb := listNoBytes(h.NList)
 	cs := h.CodeSize
 	n := len(ids)
 	start := make([]int, h.NList+1)
@@ -118,7 +189,7 @@ func writeBlock(dir string, h blockInfo, ids []int64, codes []byte) (err error) 
 		copy(scodes[p*cs:(p+1)*cs], codes[i*cs:(i+1)*cs])
 	}
 
-	path := filepath.Join(dir, blockName(int(h.Block)))
+	path := BlockPath(dir, h.Block)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -130,7 +201,7 @@ func writeBlock(dir string, h blockInfo, ids []int64, codes []byte) (err error) 
 			os.Remove(tmp)
 		}
 	}()
-	crc := crc32.New(blockCRC)
+	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
 	hdr := make([]byte, 0, blockHeader)
 	hdr = append(hdr, blockMagic...)
@@ -187,13 +258,13 @@ func readBlockInfo(path string) (blockInfo, []int32, error) {
 		return h, nil, err
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%s: %w: %s", path, errBadBlock, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%s: %w: %s", path, ErrBadBlock, fmt.Sprintf(format, args...))
 	}
 	size := st.Size()
 	if size < blockHeader+4 {
 		return h, nil, bad("%d bytes, shorter than a header", size)
 	}
-	crc := crc32.New(blockCRC)
+	crc := crc32.New(castagnoli)
 	r := bufio.NewReaderSize(io.TeeReader(io.LimitReader(f, size-4), crc), 1<<20)
 	hdr := make([]byte, blockHeader)
 	if _, err := io.ReadFull(r, hdr); err != nil {
@@ -212,7 +283,7 @@ func readBlockInfo(path string) (blockInfo, []int32, error) {
 	h.Block = int64(binary.LittleEndian.Uint64(hdr[32:]))
 	h.First = int64(binary.LittleEndian.Uint64(hdr[40:]))
 	h.Count = int64(binary.LittleEndian.Uint64(hdr[48:]))
-	nb := blockListBytes(max(h.NList, 1))
+	nb := listNoBytes(h.NList)
 	if h.NList < 1 || h.CodeSize <= nb || h.Count < 0 || h.Count > h.BlockSize || h.First < 0 {
 		return h, nil, bad("implausible header")
 	}
@@ -250,24 +321,24 @@ func readBlockInfo(path string) (blockInfo, []int32, error) {
 }
 
 // listBlockFiles returns the block numbers and file names in dir, in order.
-func listBlockFiles(dir string) ([]int, error) {
+func listBlockFiles(dir string) ([]int64, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	var nums []int
+	var nums []int64
 	for _, e := range ents {
 		m := blockNameRE.FindStringSubmatch(e.Name())
 		if m == nil || !e.Type().IsRegular() {
 			continue
 		}
-		b, err := strconv.Atoi(m[1])
+		b, err := strconv.ParseInt(m[1], 10, 64)
 		if err != nil {
 			continue
 		}
 		nums = append(nums, b)
 	}
-	sort.Ints(nums)
+	slices.Sort(nums)
 	return nums, nil
 }
 
@@ -280,12 +351,11 @@ type blockSource struct {
 	path    string
 	h       blockInfo
 	offsets []int32
-	onRead  func(entries int64)
 }
 
 func (s *blockSource) NumLists() int { return s.h.NList }
 
-func (s *blockSource) CodeSize() int { return s.h.CodeSize - blockListBytes(s.h.NList) }
+func (s *blockSource) CodeSize() int { return s.h.CodeSize - listNoBytes(s.h.NList) }
 
 func (s *blockSource) ListLen(l int) (int, error) {
 	return int(s.offsets[l+1] - s.offsets[l]), nil
@@ -298,7 +368,7 @@ func (s *blockSource) ReadList(l int) ([]int64, []byte, error) {
 		return nil, nil, nil
 	}
 	tcs := int64(s.h.CodeSize)
-	nb := int64(blockListBytes(s.h.NList))
+	nb := int64(listNoBytes(s.h.NList))
 	raw := make([]byte, n*max(8, tcs))
 	if _, err := s.f.ReadAt(raw[:8*n], blockHeader+8*lo); err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", s.path, err)
@@ -315,12 +385,9 @@ func (s *blockSource) ReadList(l int) ([]int64, []byte, error) {
 	for i := int64(0); i < n; i++ {
 		c := raw[i*tcs : (i+1)*tcs]
 		if blockListOf(c, int(nb)) != l {
-			return nil, nil, fmt.Errorf("%s: %w: changed since it was checked", s.path, errBadBlock)
+			return nil, nil, fmt.Errorf("%s: %w: changed since it was checked", s.path, ErrBadBlock)
 		}
 		copy(codes[i*cs:], c[nb:])
-	}
-	if s.onRead != nil {
-		s.onRead(n)
 	}
 	return ids, codes, nil
 }
