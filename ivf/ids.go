@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -208,8 +209,10 @@ func duplicates(a, b *idParty) (n int64, first, last int64, examples []int64, er
 		if member(id) {
 			n++
 			first, last = min(first, id), max(last, id)
-			if len(examples) < 5 {
-				examples = append(examples, id)
+			// The five smallest, in order.
+			i := sort.Search(len(examples), func(i int) bool { return examples[i] >= id })
+			if i < 5 {
+				examples = slices.Insert(examples, i, id)[:min(len(examples)+1, 5)]
 			}
 		}
 	})
@@ -233,10 +236,14 @@ func checkDuplicates(parties []*idParty, next int64) error {
 			for k, id := range ex {
 				s[k] = fmt.Sprint(id)
 			}
-			return fmt.Errorf("%w: the merge would give %d ids to two vectors each (%s, ... in %d..%d): %s and %s; "+
+			more := ""
+			if n > int64(len(ex)) {
+				more = ", ..."
+			}
+			return fmt.Errorf("%w: the merge would give %d ids to two vectors each (%s%s; all in %d..%d): %s and %s; "+
 				"number the merged vectors after the index's (shelf merge --id-shift auto, MergeOptions.AutoShift: from id %d on), "+
 				"shift them by hand (--id-shift N, MergeOptions.IDShift), or allow duplicate ids explicitly (--allow-duplicate-ids)",
-				ErrDuplicateIDs, n, strings.Join(s, ", "), first, last, a.describe(), b.describe(), next)
+				ErrDuplicateIDs, n, strings.Join(s, ", "), more, first, last, a.describe(), b.describe(), next)
 		}
 	}
 	return nil

@@ -127,7 +127,7 @@ func (ix *Index) Merge(ctx context.Context, blockDir string, others []*Index, op
 	}
 	name := "the index"
 	if ix.dir != "" {
-		name = ix.dir
+		name = "index " + ix.dir
 	}
 	parties := []*idParty{{name: name, lo: ids.lo, hi: ids.hi, src: own}}
 	next := ids.next
@@ -141,7 +141,7 @@ func (ix *Index) Merge(ctx context.Context, blockDir string, others []*Index, op
 	var total int64
 	if len(blocks) > 0 {
 		blockShift = shift()
-		p := &idParty{name: "the blocks in " + blockDir, shift: blockShift}
+		p := &idParty{name: "block directory " + blockDir, shift: blockShift}
 		for _, b := range blocks {
 			if b.h.Count == 0 {
 				continue
@@ -170,7 +170,7 @@ func (ix *Index) Merge(ctx context.Context, blockDir string, others []*Index, op
 			return rep, err
 		}
 		otherShift[i] = shift()
-		p := &idParty{name: "--from " + other.dir, src: snaps[i], shift: otherShift[i], lo: oids.lo, hi: oids.hi}
+		p := &idParty{name: "index " + other.dir, src: snaps[i], shift: otherShift[i], lo: oids.lo, hi: oids.hi}
 		if other.dir == "" {
 			p.name = fmt.Sprintf("merged index %d", i+1)
 		}

@@ -118,11 +118,14 @@ func encSameLists(t *testing.T, what string, got, want [][]encEntry) {
 	}
 }
 
+// encCmd is the command running the binary with args.
+func encCmd(bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) }
+
 // encRun runs the binary and returns its exit code, stdout and stderr.
 func encRun(t *testing.T, bin string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
+	cmd := encCmd(bin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	code := 0
