@@ -12,4 +12,9 @@
 // points get a per-series marker shape, the y axis may be logarithmic
 // (base 10, ticks at 1, 2 and 5 times powers of ten), and a legend is
 // placed in the corner of the plot area that covers the fewest points.
+//
+// # Imports
+//
+// The standard library and golang.org/x/image only (and
+// internal/atomicfile to write its files).
 package plot

@@ -1,5 +1,3 @@
-// Command shelf builds, searches, merges and compacts on-disk IVF-PQ
-// indexes. Run shelf --help for its commands.
 package main
 
 import (
