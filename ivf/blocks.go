@@ -63,6 +63,7 @@ type blockInfo struct {
 	Block     int64
 	First     int64
 	Count     int64
+	CRC       uint32 // the file's CRC-32C, as read (0 in a header to write)
 }
 
 // ErrBadBlock marks a code block file that is truncated or damaged.
@@ -111,7 +112,7 @@ func checkBlock(b Block) error {
 
 // EncodeBlock encodes the b.Count vectors of x (rows b.First on of the
 // data) as flat two-level codes, ids the row numbers, and writes them as
-// block file b.Number in dir, atomically: a block file that exists is
+// block file b.Number in dir (made if missing), atomically: a block file that exists is
 // complete. This is the map step of the parallel build; MergeBlocks is
 // its reduce step.
 func (ix *Index) EncodeBlock(dir string, b Block, x []float32) error {
@@ -124,6 +125,9 @@ func (ix *Index) EncodeBlock(dir string, b Block, x []float32) error {
 	}
 	codes, err := ix.SAEncode(x, int(b.Count))
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	ids := make([]int64, b.Count)
@@ -150,6 +154,7 @@ func (ix *Index) CheckBlock(dir string, b Block) error {
 	if err != nil {
 		return err
 	}
+	got.CRC = 0
 	if got != want {
 		return fmt.Errorf("%s: %w (model, block size or rows differ)", path, ErrOtherBlock)
 	}
@@ -317,6 +322,7 @@ func readBlockInfo(path string) (blockInfo, []int32, error) {
 	if binary.LittleEndian.Uint32(tail) != crc.Sum32() {
 		return h, nil, bad("checksum mismatch")
 	}
+	h.CRC = crc.Sum32()
 	return h, offsets, nil
 }
 

@@ -2,11 +2,13 @@ package ivf
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // MergeOptions tune Merge, MergeBlocks and MergeFrom.
@@ -44,9 +46,9 @@ type MergeReport struct {
 // memory small whatever the number of blocks; below the bounds (1000
 // blocks, 100 million vectors at the default block size, for up to 65536
 // lists) a whole block merge is a single atomic commit.
-const (
-	mergeMaxBlocks      = 1000
-	mergeMaxOffsetBytes = 256 << 20
+var (
+	mergeMaxBlocks      = 1000 // a variable for tests
+	mergeMaxOffsetBytes int64 = 256 << 20
 )
 
 // MergeFrom appends all of other's vectors (same training) to the index
@@ -217,7 +219,7 @@ func (ix *Index) Merge(ctx context.Context, blockDir string, others []*Index, op
 	}
 
 	nlist := ix.p.NList
-	perBatch := max(1, min(mergeMaxBlocks, mergeMaxOffsetBytes/(4*(nlist+1))))
+	perBatch := max(1, min(mergeMaxBlocks, int(mergeMaxOffsetBytes/int64(4*(nlist+1)))))
 	for lo := 0; lo < len(blocks); lo += perBatch {
 		hi := min(lo+perBatch, len(blocks))
 		n, err := ix.mergeBlockBatch(blocks[lo:hi], blockShift, o.Headroom)
@@ -308,6 +310,11 @@ func (ix *Index) checkBlocks(dir string) ([]*blockRef, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	merged, err := ix.mergedBlocks()
+	if err != nil {
+		return nil, nil, err
+	}
+	skipped, firstSize := 0, int64(0)
 	nums, err := listBlockFiles(dir)
 	if err != nil {
 		return nil, nil, err
@@ -335,19 +342,64 @@ func (ix *Index) checkBlocks(dir string) ([]*blockRef, []string, error) {
 			return nil, nil, fmt.Errorf("%s holds %d lists of %d-byte codes, %s has %d of %d", path, h.NList, h.CodeSize, where, ix.p.NList, ix.TwoLayerCodeSize())
 		case h.Block != b || h.First != h.Block*h.BlockSize:
 			return nil, nil, fmt.Errorf("%s: %w: header says block %d from row %d", path, ErrBadBlock, h.Block, h.First)
-		case k > 0 && h.BlockSize != refs[0].h.BlockSize:
-			return nil, nil, fmt.Errorf("%s has blocks of %d vectors, %s of %d: from different encode runs", path, h.BlockSize, refs[0].path, refs[0].h.BlockSize)
+		case k > 0 && h.BlockSize != firstSize:
+			return nil, nil, fmt.Errorf("%s has blocks of %d vectors, %s of %d: from different encode runs", path, h.BlockSize, BlockPath(dir, nums[0]), firstSize)
+		}
+		if k == 0 {
+			firstSize = h.BlockSize
 		}
 		if k > 0 && b != nums[k-1]+1 {
 			notes = append(notes, fmt.Sprintf("blocks %d to %d are missing from %s (rows %d to %d not merged)",
 				nums[k-1]+1, b-1, dir, (nums[k-1]+1)*h.BlockSize, b*h.BlockSize))
+		}
+		if crc, ok := merged[h.Block]; ok && crc == h.CRC {
+			skipped++
+			continue
 		}
 		if !keep {
 			off = nil
 		}
 		refs = append(refs, &blockRef{path: path, h: h, offsets: off})
 	}
+	if skipped > 0 {
+		notes = append(notes, fmt.Sprintf("%d of the %d blocks in %s were merged before (the same files): skipped", skipped, len(nums), dir))
+	}
 	return refs, notes, nil
+}
+
+// The blocks an index took in are recorded with the commit that merges
+// them, as (block number, file CRC-32C) pairs, so merging a block
+// directory again, or re-running a merge that was interrupted between
+// batches, skips what is in instead of adding the vectors twice.
+const metaMergedBlocks = "ivf/merged_blocks"
+
+func (ix *Index) mergedBlocks() (map[int64]uint32, error) {
+	m := map[int64]uint32{}
+	v, ok := ix.lists.Meta(metaMergedBlocks)
+	if !ok {
+		return m, nil
+	}
+	if len(v)%12 != 0 {
+		return nil, fmt.Errorf("%w: record %s has %d bytes, not a whole number of 12-byte entries", ErrCorrupt, metaMergedBlocks, len(v))
+	}
+	for i := 0; i < len(v); i += 12 {
+		m[int64(binary.LittleEndian.Uint64(v[i:]))] = binary.LittleEndian.Uint32(v[i+8:])
+	}
+	return m, nil
+}
+
+func encodeMergedBlocks(m map[int64]uint32) []byte {
+	nums := make([]int64, 0, len(m))
+	for b := range m {
+		nums = append(nums, b)
+	}
+	slices.Sort(nums)
+	out := make([]byte, 0, 12*len(nums))
+	for _, b := range nums {
+		out = binary.LittleEndian.AppendUint64(out, uint64(b))
+		out = binary.LittleEndian.AppendUint32(out, m[b])
+	}
+	return out
 }
 
 // mergeBlockBatch merges blocks in one commit, each block a Source, with
@@ -363,7 +415,12 @@ func (ix *Index) mergeBlockBatch(blocks []*blockRef, shift int64, headroom float
 	ix.mu.Lock()
 	after := ix.ids
 	ix.mu.Unlock()
+	merged, err := ix.mergedBlocks()
+	if err != nil {
+		return 0, err
+	}
 	for _, b := range blocks {
+		merged[b.h.Block] = b.h.CRC
 		off := b.offsets
 		if off == nil {
 			h, o, err := readBlockInfo(b.path)
@@ -385,7 +442,9 @@ func (ix *Index) mergeBlockBatch(blocks []*blockRef, shift int64, headroom float
 			after = after.with(b.h.First+shift, b.h.First+b.h.Count-1+shift)
 		}
 	}
-	n, err := ix.lists.MergeFrom(srcs, shifts, headroom, after.meta())
+	meta := after.meta()
+	meta[metaMergedBlocks] = encodeMergedBlocks(merged)
+	n, err := ix.lists.MergeFrom(srcs, shifts, headroom, meta)
 	if err != nil {
 		if errors.Is(err, ErrBadBlock) {
 			return 0, fmt.Errorf("%w; nothing of this batch was merged", err)

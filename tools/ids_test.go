@@ -109,8 +109,13 @@ func TestIDsNeverTwice(t *testing.T) {
 			t.Fatalf("added id %d held %d times", id, count[id])
 		}
 	}
-	// A fixed shift that still collides is refused too.
-	code, _, errOut = encRun(t, bin, "merge", "--index", dup, "--blocks", blocks, "--id-shift", "5", "--quiet")
+	// Merging the same blocks again skips them (they are recorded as
+	// merged), and a fixed shift that still collides is refused.
+	code, _, errOut = encRun(t, bin, "merge", "--index", dup, "--blocks", blocks, "--quiet")
+	if _, n, _ := idsHeld(t, dup); code != 0 || !strings.Contains(errOut, "merged before") || n != 6020 {
+		t.Fatalf("second merge of the same blocks: exit %d, ntotal %d, stderr %q", code, n, errOut)
+	}
+	code, _, errOut = encRun(t, bin, "merge", "--index", dup, "--from", other, "--id-shift", "5", "--quiet")
 	if code != 1 || !strings.Contains(errOut, "duplicate ids") {
 		t.Fatalf("colliding fixed shift: exit %d, stderr %q", code, errOut)
 	}
