@@ -47,7 +47,7 @@ type MergeReport struct {
 // blocks, 100 million vectors at the default block size, for up to 65536
 // lists) a whole block merge is a single atomic commit.
 var (
-	mergeMaxBlocks      = 1000 // a variable for tests
+	mergeMaxBlocks            = 1000 // a variable for tests
 	mergeMaxOffsetBytes int64 = 256 << 20
 )
 
