@@ -42,7 +42,17 @@ type Options struct {
 	// compact, subset copy).
 	Progress func(Progress)
 
+	// Knobs tests turn to reach rare paths with small data; zero means
+	// the default.
 	openData func(path string, flag int) (dataFile, error)
+	// flushLimit: the bytes a batch buffers before writing (flushBufLimit).
+	flushLimit uint64
+	// concurrentWrite: the bytes from which a flush or a merge writes from
+	// other goroutines than the caller's (4 MiB).
+	concurrentWrite uint64
+	// writeBehindWindow: the bytes a writer leaves in write-back before
+	// waiting (writeBehindWindow).
+	writeBehindWindow uint64
 }
 
 // Progress reports how far a long operation is.
@@ -58,6 +68,15 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.openData == nil {
 		r.openData = openOSFile
+	}
+	if r.flushLimit == 0 {
+		r.flushLimit = flushBufLimit
+	}
+	if r.concurrentWrite == 0 {
+		r.concurrentWrite = 4 << 20
+	}
+	if r.writeBehindWindow == 0 {
+		r.writeBehindWindow = writeBehindWindow
 	}
 	return r
 }
