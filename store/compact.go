@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/shelfdb/shelf/internal/atomicfile"
 	"github.com/shelfdb/shelf/slots"
 )
 
@@ -90,7 +91,7 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 		if err := f.Sync(); err != nil {
 			return stats, fmt.Errorf("store: compact: %w", err)
 		}
-		if err := syncDir(s.dir); err != nil {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
 			return stats, err
 		}
 	}

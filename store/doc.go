@@ -59,6 +59,7 @@
 //	view.go stats.go readers.go  views, statistics, cross-process readers
 //	errors.go endian_check.go    sentinel errors; little-endian builds only
 //
-// This package imports slots/ and nothing else of the project (never
-// ivf/); it knows nothing about vectors.
+// This package imports slots/ and internal/atomicfile (table.snap is
+// replaced through it) and nothing else of the project: never ivf/; it
+// knows nothing about vectors.
 package store

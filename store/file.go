@@ -98,19 +98,6 @@ func writeFull(f dataFile, p []byte, off uint64) error {
 	return nil
 }
 
-// syncDir makes a directory's entries (a created or renamed file) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // readFull reads len(p) bytes at off.
 func readFull(f dataFile, p []byte, off uint64) error {
 	for len(p) > 0 {

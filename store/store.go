@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/shelfdb/shelf/internal/atomicfile"
 	"github.com/shelfdb/shelf/slots"
 )
 
@@ -195,7 +196,7 @@ func Create(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: create: %w", err)
 	}
 	f.Close()
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return nil, err
 	}
 	db, err := pebble.Open(filepath.Join(dir, metaDirName), metaOptions(o, true))
