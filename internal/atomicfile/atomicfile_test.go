@@ -28,7 +28,12 @@ func wantMode(t *testing.T, perm os.FileMode) os.FileMode {
 		t.Fatal(err)
 	}
 	f.Close()
-	st, err := os.Stat(ctl)
+	return modeOf(t, ctl)
+}
+
+func modeOf(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,12 +60,8 @@ func TestWriteNewFile(t *testing.T) {
 	if got := readFile(t, path); got != "hello" {
 		t.Fatalf("file holds %q", got)
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := wantMode(t, 0o600); st.Mode().Perm() != want {
-		t.Fatalf("mode %v, want %v", st.Mode().Perm(), want)
+	if got, want := modeOf(t, path), wantMode(t, 0o600); got != want {
+		t.Fatalf("mode %v, want %v", got, want)
 	}
 	noTemp(t, path)
 }
@@ -183,8 +184,8 @@ func TestCreateCommitAbort(t *testing.T) {
 	if got := readFile(t, path); got != "abcd" {
 		t.Fatalf("file holds %q", got)
 	}
-	if st, _ := os.Stat(path); st.Mode().Perm() != wantMode(t, 0o644) {
-		t.Fatalf("mode %v: the crash's temporary kept its mode", st.Mode().Perm())
+	if got := modeOf(t, path); got != wantMode(t, 0o644) {
+		t.Fatalf("mode %v: the crash's temporary kept its mode", got)
 	}
 	noTemp(t, path)
 }
