@@ -3,8 +3,6 @@ package store
 import (
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/shelfdb/shelf/slots"
 )
 
@@ -126,7 +124,7 @@ func (b *Batch) Add(l int, ids []int64, codes []byte) (int, error) {
 	lb.ids = append(lb.ids, ids...)
 	lb.codes = append(lb.codes, codes...)
 	b.bufBytes += uint64(len(codes) + 8*len(ids))
-	if b.bufBytes > flushBufLimit {
+	if b.bufBytes > b.s.opts.flushLimit {
 		if err := b.flushAll(); err != nil {
 			return 0, b.fail(err)
 		}
@@ -167,7 +165,7 @@ func (b *Batch) AddSpread(lists []int64, ids []int64, codes []byte) error {
 		b.appendSpread(k, lists[:m], ids[:m], codes[:m*cs])
 		lists, ids, codes = lists[m:], ids[m:], codes[m*cs:]
 		b.bufBytes += uint64(m * (cs + 8))
-		if b.bufBytes > flushBufLimit {
+		if b.bufBytes > b.s.opts.flushLimit {
 			if err := b.flushAll(); err != nil {
 				return b.fail(err)
 			}
@@ -333,285 +331,28 @@ func (b *Batch) DeleteMeta(key string) error {
 	return nil
 }
 
-// writeEntries pwrites ids and codes at entry position pos of slot e.
+// writeEntries writes ids and codes at entry position pos of slot e,
+// space no committed list references (see commit.go).
 func (b *Batch) writeEntries(e entry, pos uint64, ids []int64, codes []byte) error {
-	cs := uint64(b.s.conf.codeSize)
-	if err := writeFull(b.s.file, codes, e.off+pos*cs); err != nil {
+	return b.writeJob(&slotJob{old: e, off: e.off, cap: e.cap, keep: pos, size: pos + uint64(len(ids)),
+		inPlace: true, bufs: [2]entryBuf{{ids: ids, codes: codes}}})
+}
+
+// writeJob writes one slot job now, through the current mapping.
+func (b *Batch) writeJob(j *slotJob) error {
+	if j.size == j.keep && (j.inPlace || j.keep == 0) {
+		return nil // nothing to write
+	}
+	w := newSlotWriter(b.s.file, b.s.m, int(b.s.conf.codeSize))
+	defer w.release()
+	if err := w.writeSlot(j); err != nil {
 		return err
 	}
-	if err := writeFull(b.s.file, int64Bytes(ids), e.off+align8(e.cap*cs)+pos*8); err != nil {
+	if err := w.flush(); err != nil {
 		return err
 	}
 	b.wrote = true
 	return nil
-}
-
-// relocate moves list l (row e) to a new slot of capacity nc, copying its
-// entries, and returns the new row (not yet stored in the draft).
-func (b *Batch) relocate(l int, e entry, nc uint64) (entry, error) {
-	cs := uint64(b.s.conf.codeSize)
-	off, err := b.alloc(slotBytes(nc, int(cs)))
-	if err != nil {
-		return e, fmt.Errorf("list %d: %w", l, err)
-	}
-	ne := entry{off: off, cap: nc, size: e.size, hwm: e.size}
-	if e.size > 0 {
-		m := b.s.m
-		if err := writeFull(b.s.file, m.bytes(e.off, e.size*cs), off); err != nil {
-			return e, err
-		}
-		if err := writeFull(b.s.file, m.bytes(e.off+align8(e.cap*cs), e.size*8), off+align8(nc*cs)); err != nil {
-			return e, err
-		}
-		b.wrote = true
-	}
-	if e.cap > 0 {
-		if err := b.freeSlot(e); err != nil {
-			return e, err
-		}
-	}
-	return ne, nil
-}
-
-// freeSlot gives back the slot of row e: at once if this batch allocated
-// it (nobody else can see it), after the commit otherwise.
-func (b *Batch) freeSlot(e entry) error {
-	n := slotBytes(e.cap, int(b.s.conf.codeSize))
-	if b.fresh(e) {
-		delete(b.allocated, e.off)
-		return b.s.alloc.Free(e.off, n)
-	}
-	b.freed = append(b.freed, slots.Extent{Off: e.off, Len: n})
-	return nil
-}
-
-// alloc takes n bytes of free space, growing the data file if needed.
-func (b *Batch) alloc(n uint64) (uint64, error) {
-	s := b.s
-	off, ok := s.alloc.Alloc(n)
-	if !ok {
-		if err := s.grow(n); err != nil {
-			return 0, err
-		}
-		b.wrote = true
-		if off, ok = s.alloc.Alloc(n); !ok {
-			return 0, fmt.Errorf("store: no %d free bytes after growing %s", n, s.dir)
-		}
-	}
-	b.allocated[off] = n
-	return off, nil
-}
-
-// grow extends the data file so a free extent of n bytes exists at its end
-// (wmu held). It grows by at least 1/8 of the file (1 MiB to 1 GiB) so
-// growth is rare, and remaps when the reservation is exceeded.
-func (s *Store) grow(n uint64) error {
-	end := s.alloc.End()
-	need := n - s.alloc.TailFree()
-	step := end / 8
-	if step < 1<<20 {
-		step = 1 << 20
-	}
-	if step > 1<<30 {
-		step = 1 << 30
-	}
-	if need < step {
-		need = step
-	}
-	newEnd := (end + need + 4095) &^ 4095
-	if err := s.file.Truncate(int64(newEnd)); err != nil {
-		// Give back what a partial fallocate may have reserved; the
-		// committed size is still covered.
-		_ = s.file.Truncate(int64(end))
-		return fmt.Errorf("grow data file %s to %d bytes: %w", s.file.OS().Name(), newEnd, err)
-	}
-	if err := s.alloc.Grow(newEnd); err != nil {
-		return err
-	}
-	if int64(newEnd) > s.m.reserve {
-		m, err := mapFile(s.file.OS(), 0, int64(newEnd))
-		if err != nil {
-			return err
-		}
-		s.rmu.Lock()
-		old := s.m
-		s.m = m
-		cp := *s.cur
-		cp.m = m // s.cur.m == s.m always; views hold their own references
-		s.cur = &cp
-		s.dropMappingLocked(old)
-		s.rmu.Unlock()
-	}
-	return nil
-}
-
-// Abort discards the batch; nothing it wrote becomes visible.
-func (b *Batch) Abort() {
-	if b.done {
-		return
-	}
-	b.done = true
-	b.rollback()
-	b.s.wmu.Unlock()
-}
-
-func (b *Batch) rollback() {
-	for off, n := range b.allocated {
-		_ = b.s.alloc.Free(off, n)
-	}
-	b.allocated = nil
-	b.freed = nil
-	b.bufs = listBufs{}
-	releaseSpread(b.spread)
-	b.spread = nil
-}
-
-// Commit makes the batch durable and visible: flush the data written, then
-// one synced Pebble batch publishes the new list table.
-func (b *Batch) Commit() error {
-	if b.done {
-		return ErrBatchDone
-	}
-	b.done = true
-	s := b.s
-	defer s.wmu.Unlock()
-	if b.err == nil {
-		if err := b.flushAll(); err != nil {
-			b.err = err
-		}
-	}
-	if b.err != nil {
-		b.rollback()
-		return b.err
-	}
-	if len(b.d.dirty) == 0 && len(b.user) == 0 && !b.rewriteAll {
-		b.rollback()
-		return nil
-	}
-	if b.wrote && !s.opts.NoSync {
-		if err := s.file.Sync(); err != nil {
-			b.rollback()
-			return fmt.Errorf("store: commit to %s: %w", s.dir, err)
-		}
-	}
-	cur := s.current()
-	seq := cur.seq + 1
-	fsize := s.alloc.End()
-	pb := s.db.NewBatch()
-	var buf [entryLen]byte
-	if b.rewriteAll {
-		_ = pb.DeleteRange(listPrefix, prefixEnd(listPrefix), nil)
-		for l := 0; l < b.nlist; l++ {
-			if e := b.d.get(l); e != (entry{}) {
-				e.encode(buf[:])
-				_ = pb.Set(listKey(l), buf[:], nil)
-			}
-		}
-	} else {
-		for l := range b.d.dirty {
-			e := b.d.get(l)
-			if e == (entry{}) {
-				_ = pb.Delete(listKey(l), nil)
-				continue
-			}
-			e.encode(buf[:])
-			_ = pb.Set(listKey(l), buf[:], nil)
-		}
-	}
-	user := cur.user
-	if len(b.user) > 0 {
-		user = make(map[string][]byte, len(cur.user)+len(b.user))
-		for k, v := range cur.user {
-			user[k] = v
-		}
-		for k, v := range b.user {
-			if v == nil {
-				delete(user, k)
-				_ = pb.Delete(userKey(k), nil)
-			} else {
-				user[k] = v
-				_ = pb.Set(userKey(k), v, nil)
-			}
-		}
-	}
-	_ = pb.Set(keyState, stateRec{nlist: uint64(b.nlist), gen: b.gen, fsize: fsize, seq: seq}.encode(), nil)
-	wo := pebble.Sync
-	if s.opts.NoSync {
-		wo = pebble.NoSync
-	}
-	if err := commitMeta(pb, wo); err != nil {
-		// Pebble may or may not have made the batch durable: stop writing
-		// until the store is reopened and reads what is really there.
-		s.failed = err
-		b.rollback()
-		return fmt.Errorf("%w: commit metadata of %s: %v", ErrFailed, s.dir, err)
-	}
-	s.rmu.Lock()
-	s.cur = &state{seq: seq, nlist: b.nlist, tab: b.d.t, fsize: fsize, gen: b.gen, m: s.m, user: user}
-	s.rmu.Unlock()
-	for _, e := range b.freed {
-		s.pending = append(s.pending, pendingFree{ext: e, seq: seq})
-	}
-	b.allocated = nil
-	s.afterCommit()
-	return nil
-}
-
-// afterCommit publishes the table to read-only processes when there are
-// any, and reuses freed space nobody can see any more (wmu held).
-func (s *Store) afterCommit() {
-	if _, ok, err := scanReaders(s.dir); err == nil && ok {
-		_ = s.publish(false)
-	}
-	s.releasePending()
-}
-
-// releasePending returns to the allocator the freed slots no reader can
-// see: freed by a commit no newer than the oldest live view (here or in a
-// read-only process) and than the durably published table (wmu held).
-func (s *Store) releasePending() {
-	if len(s.pending) == 0 {
-		return
-	}
-	cur := s.current()
-	min := cur.seq
-	s.rmu.Lock()
-	for seq := range s.views {
-		if seq < min {
-			min = seq
-		}
-	}
-	s.rmu.Unlock()
-	if rmin, ok, err := scanReaders(s.dir); err != nil {
-		return
-	} else if ok && rmin < min {
-		min = rmin
-	}
-	var blocked uint64
-	for _, p := range s.pending {
-		if p.seq <= min && p.seq > s.durable {
-			blocked += p.ext.Len
-		}
-	}
-	// Publishing costs O(nlist); do it once enough space waits for it.
-	threshold := uint64(16*entryLen) * uint64(cur.nlist)
-	if threshold < 1<<20 {
-		threshold = 1 << 20
-	}
-	if blocked >= threshold {
-		_ = s.publish(true)
-	}
-	keep := s.pending[:0]
-	for _, p := range s.pending {
-		if p.seq <= min && p.seq <= s.durable {
-			if err := s.alloc.Free(p.ext.Off, p.ext.Len); err != nil {
-				s.failed = fmt.Errorf("internal: free %v: %w", p.ext, err)
-			}
-			continue
-		}
-		keep = append(keep, p)
-	}
-	s.pending = keep
 }
 
 // AddEntries appends entries to list l in a batch of its own and returns

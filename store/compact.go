@@ -5,8 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/cockroachdb/pebble/v2"
-
+	"github.com/shelfdb/shelf/internal/atomicfile"
 	"github.com/shelfdb/shelf/slots"
 )
 
@@ -85,97 +84,14 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 	if err := writeFull(f, dataHeader{codeSize: s.conf.codeSize, gen: gen, id: s.conf.id}.encode(), 0); err != nil {
 		return stats, fmt.Errorf("store: compact: %w", err)
 	}
-	stage := make([]byte, 0, stagingBytes)
-	stageOff := uint64(headerSize)
-	var done int64
-	wb := newWriteBehind(f, total)
-	write := func(p []byte, off uint64) error {
-		if err := writeFull(f, p, off); err != nil {
-			return err
-		}
-		return wb.wrote(off, uint64(len(p)))
-	}
-	flush := func() error {
-		if len(stage) == 0 {
-			return nil
-		}
-		err := write(stage, stageOff)
-		stageOff += uint64(len(stage))
-		stage = stage[:0]
-		if s.opts.Progress != nil {
-			s.opts.Progress(Progress{Op: "compact", Done: done, Total: stats.Entries})
-		}
-		return err
-	}
-	m := s.m
-	// The old file is read with pread, not through the map (no page
-	// faults), and read-ahead asks for the entries of the next
-	// compactReadAhead bytes of lists before they are copied, so the disk
-	// reads in parallel with the copying when the old file is not in the
-	// page cache (a store larger than memory). A compaction that drops
-	// the pages it writes drops the old file's pages once read too.
-	next, requested, copied := 0, uint64(0), uint64(0)
-	for l := 0; l < cur.nlist; l++ {
-		e := cur.tab.get(l)
-		if e.size == 0 {
-			continue
-		}
-		for ; next < cur.nlist && (next <= l || requested-copied < compactReadAhead); next++ {
-			en := cur.tab.get(next)
-			if en.size > 0 {
-				adviseFile(s.file, en.off, en.size*cs, adviseWillNeed)
-				adviseFile(s.file, en.off+align8(en.cap*cs), en.size*8, adviseWillNeed)
-				requested += en.size * (cs + 8)
-			}
-		}
-		copied += e.size * (cs + 8)
-		c := slotCap(e.size, opts.Headroom)
-		n := slotBytes(c, int(cs))
-		if uint64(len(stage))+n > stagingBytes {
-			if err := flush(); err != nil {
-				return stats, fmt.Errorf("store: compact: %w", err)
-			}
-		}
-		idsOff := e.off + align8(e.cap*cs)
-		if n > stagingBytes {
-			codes, ids := m.bytes(e.off, e.size*cs), m.bytes(idsOff, e.size*8)
-			// One list larger than the staging buffer: write it directly.
-			if err := write(codes, stageOff); err != nil {
-				return stats, err
-			}
-			if err := write(ids, stageOff+align8(c*cs)); err != nil {
-				return stats, err
-			}
-			stageOff += n
-			done += int64(e.size)
-			continue
-		}
-		start := len(stage)
-		stage = stage[:start+int(n)]
-		img := stage[start:]
-		at := align8(c * cs) // ids follow the codes' whole capacity
-		if err := readFull(s.file, img[:e.size*cs], e.off); err != nil {
-			return stats, fmt.Errorf("store: compact: %w", err)
-		}
-		clear(img[e.size*cs : at])
-		if err := readFull(s.file, img[at:at+8*e.size], idsOff); err != nil {
-			return stats, fmt.Errorf("store: compact: %w", err)
-		}
-		clear(img[at+8*e.size:])
-		if wb.drop {
-			adviseFile(s.file, e.off, e.size*cs, adviseDontNeed)
-			adviseFile(s.file, idsOff, e.size*8, adviseDontNeed)
-		}
-		done += int64(e.size)
-	}
-	if err := flush(); err != nil {
+	if err := s.copyLists(f, cur, nd, total, stats.Entries); err != nil {
 		return stats, fmt.Errorf("store: compact: %w", err)
 	}
 	if !s.opts.NoSync {
 		if err := f.Sync(); err != nil {
 			return stats, fmt.Errorf("store: compact: %w", err)
 		}
-		if err := syncDir(s.dir); err != nil {
+		if err := atomicfile.SyncDir(s.dir); err != nil {
 			return stats, err
 		}
 	}
@@ -193,23 +109,10 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 	// The switch: one synced Pebble batch names the new file and table.
 	seq := cur.seq + 1
 	pb := s.db.NewBatch()
-	_ = pb.DeleteRange(listPrefix, prefixEnd(listPrefix), nil)
-	var buf [entryLen]byte
-	for l := 0; l < cur.nlist; l++ {
-		if e := nd.get(l); e != (entry{}) {
-			e.encode(buf[:])
-			_ = pb.Set(listKey(l), buf[:], nil)
-		}
-	}
-	_ = pb.Set(keyState, stateRec{nlist: uint64(cur.nlist), gen: gen, fsize: total, seq: seq}.encode(), nil)
-	wo := pebble.Sync
-	if s.opts.NoSync {
-		wo = pebble.NoSync
-	}
-	if err := commitMeta(pb, wo); err != nil {
+	putTable(pb, nd, cur.nlist)
+	if err := s.commitTable(pb, stateRec{nlist: uint64(cur.nlist), gen: gen, fsize: total, seq: seq}); err != nil {
 		newMap.unmap()
-		s.failed = err
-		return stats, fmt.Errorf("%w: compact: commit metadata of %s: %v", ErrFailed, s.dir, err)
+		return stats, fmt.Errorf("store: compact: %w", err)
 	}
 	ok = true
 	oldFile := s.file
@@ -235,4 +138,47 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 	}
 	stats.BytesAfter = int64(total)
 	return stats, nil
+}
+
+// copyLists writes every list of state cur into f, the new data file of a
+// compaction, at its row in nd. The old file is read with pread, not
+// through the map (no page faults), and read-ahead asks for the entries
+// of the next compactReadAhead bytes of lists before they are copied, so
+// the disk reads in parallel with the copying when the old file is not in
+// the page cache (a store larger than memory). A compaction that drops
+// the pages it writes drops the old file's pages once read too.
+func (s *Store) copyLists(f dataFile, cur *state, nd *draft, total uint64, entries int64) error {
+	cs := uint64(s.conf.codeSize)
+	w := newSlotWriter(f, s.m, int(cs))
+	defer w.release()
+	w.src = s.file
+	w.behind = newWriteBehind(f, total, s.opts.writeBehindWindow)
+	if s.opts.Progress != nil {
+		var done int64
+		w.progress = func(n int64) {
+			done += n
+			s.opts.Progress(Progress{Op: "compact", Done: done, Total: entries})
+		}
+	}
+	next, requested, copied := 0, uint64(0), uint64(0)
+	for l := 0; l < cur.nlist; l++ {
+		e := cur.tab.get(l)
+		if e.size == 0 {
+			continue
+		}
+		for ; next < cur.nlist && (next <= l || requested-copied < compactReadAhead); next++ {
+			en := cur.tab.get(next)
+			if en.size > 0 {
+				adviseFile(s.file, en.off, en.size*cs, adviseWillNeed)
+				adviseFile(s.file, en.off+align8(en.cap*cs), en.size*8, adviseWillNeed)
+				requested += en.size * (cs + 8)
+			}
+		}
+		copied += e.size * (cs + 8)
+		ne := nd.get(l)
+		if err := w.writeSlot(&slotJob{l: l, old: e, keep: e.size, cap: ne.cap, size: e.size, off: ne.off}); err != nil {
+			return err
+		}
+	}
+	return w.flush()
 }

@@ -25,10 +25,11 @@
 //   - Slots of committed lists never overlap, lie inside the committed file
 //     size, and size <= capacity. Free space is derived from the list table
 //     at open, so it can never disagree with it. (*Store).Check verifies this.
-//   - Write order: codes and ids are written (pwrite, never through the map)
-//     only into space no committed list references, the file is fdatasync'd,
-//     then one synced Pebble batch publishes them. A crash before the batch
-//     leaves the previous state; after it, the new state is on disk.
+//   - Write order (argued in commit.go): codes and ids are written (pwrite,
+//     never through the map) only into space no committed list references,
+//     the file is fdatasync'd, then one synced Pebble batch publishes them.
+//     A crash before the batch leaves the previous state; after it, the new
+//     state is on disk.
 //   - A slot freed by commit N is reused only when every live reader (views
 //     in this process, read-only processes registered in readers/) reads a
 //     commit >= N and the published table.snap is at least N.
@@ -39,6 +40,26 @@
 //     switches to it in one Pebble commit. Views keep their own mapping alive,
 //     so growth, remapping and compaction never invalidate a view.
 //
-// All mmap and unsafe code lives in mmap.go. This package imports slots/ and
-// nothing else of the project; it knows nothing about vectors.
+// # Files
+//
+//	store.go        Options, Create, Open, OpenReadOnly, Refresh, Close, publish
+//	batch.go        the Batch API: Begin, Add, AddSpread, Update, Resize, Clear, meta records
+//	commit.go       the write order (crash safety), Commit, Abort, freed-slot reuse
+//	buffer.go       what a batch holds before writing: per-list buffers, AddSpread blocks
+//	flush.go        flushAll: plan, place, scatter and write buffered entries
+//	alloc.go        free space and file growth: alloc, allocRegion, placeSlots, relocate, grow
+//	slotwriter.go   the one slot writer (slotJob, slotWriter) every write goes through
+//	merge.go        MergeFrom, SetAllListsSizes, Crop, CopySubsetTo
+//	compact.go      Compact: every list rewritten into a new file, switched in one commit
+//	writebehind.go  bounded write-back behind long sequential writes
+//	file*.go        the data file seam (dataFile) and its system calls: pwritev, fdatasync,
+//	                fallocate, sync_file_range, fadvise
+//	mmap.go         all mmap and unsafe code
+//	meta.go table.go metafatal.go  the Pebble records, the list table, Pebble's fatal errors
+//	view.go stats.go readers.go  views, statistics, cross-process readers
+//	errors.go endian_check.go    sentinel errors; little-endian builds only
+//
+// This package imports slots/ and internal/atomicfile (table.snap is
+// replaced through it) and nothing else of the project: never ivf/; it
+// knows nothing about vectors.
 package store

@@ -17,12 +17,13 @@ import (
 // crash (every write not yet synced is lost, or only some of them are),
 // crash at the Nth file operation, or run out of disk space.
 type faultFS struct {
-	mu      sync.Mutex
-	files   map[string]*faultFile
-	ops     int   // file operations so far
-	crashAt int   // panic(errCrash) at this operation (0: never)
-	budget  int64 // bytes that may still be written or allocated (<0: unlimited)
-	rng     *rand.Rand
+	mu       sync.Mutex
+	files    map[string]*faultFile
+	ops      int   // file operations so far
+	crashAt  int   // panic(errCrash) at this operation (0: never)
+	budget   int64 // bytes that may still be written or allocated (<0: unlimited)
+	rng      *rand.Rand
+	vectored int // vectored writes (writevAt) so far
 }
 
 var errCrash = errors.New("simulated crash")
@@ -85,17 +86,75 @@ func (fs *faultFS) spend(n int64) error {
 	return nil
 }
 
-func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
-	f.fs.step()
-	if err := f.fs.spend(int64(len(p))); err != nil {
-		return 0, &os.PathError{Op: "write", Path: f.OS().Name(), Err: err}
+// grant takes up to n bytes of the budget and returns how many it got:
+// a nearly full disk lets a write through in part.
+func (fs *faultFS) grant(n int64) int64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.budget < 0 {
+		return n
 	}
-	old := make([]byte, len(p))
-	n, _ := f.dataFile.ReadAt(old, off)
+	g := min(n, fs.budget)
+	fs.budget -= g
+	return g
+}
+
+func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
+	return f.write("write", [][]byte{p}, off)
+}
+
+// writevAt makes faultFile a vectorWriter, as the production file is, so
+// the store writes runs through it exactly as it does through pwritev.
+func (f *faultFile) writevAt(bufs [][]byte, off int64) (int, error) {
 	f.fs.mu.Lock()
-	f.undos = append(f.undos, undo{off, old[:n]})
+	f.fs.vectored++
 	f.fs.mu.Unlock()
-	return f.dataFile.WriteAt(p, off)
+	return f.write("pwritev", bufs, off)
+}
+
+// write is one write call (pwrite or pwritev) with faults: it is a file
+// operation a crash may come before; it records, buffer by buffer, what it
+// overwrites, so a crash can undo each buffer on its own (a torn write);
+// and on a full disk it writes what fits and returns that short count,
+// the next call failing with ENOSPC, as the kernel's calls do.
+func (f *faultFile) write(op string, bufs [][]byte, off int64) (int, error) {
+	f.fs.step()
+	var total int64
+	for _, p := range bufs {
+		total += int64(len(p))
+	}
+	left := f.fs.grant(total)
+	if left == 0 && total > 0 {
+		return 0, &os.PathError{Op: op, Path: f.OS().Name(), Err: syscall.ENOSPC}
+	}
+	var fit [][]byte
+	at := off
+	for _, p := range bufs {
+		if left == 0 {
+			break
+		}
+		p = p[:min(int64(len(p)), left)]
+		old := make([]byte, len(p))
+		n, _ := f.dataFile.ReadAt(old, at)
+		f.fs.mu.Lock()
+		f.undos = append(f.undos, undo{at, old[:n]})
+		f.fs.mu.Unlock()
+		fit = append(fit, p)
+		at += int64(len(p))
+		left -= int64(len(p))
+	}
+	if vw, ok := f.dataFile.(vectorWriter); ok && len(fit) > 1 {
+		return vw.writevAt(fit, off)
+	}
+	written := 0
+	for _, p := range fit {
+		n, err := f.dataFile.WriteAt(p, off+int64(written))
+		written += n
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
 }
 
 func (f *faultFile) Truncate(size int64) error {
@@ -297,8 +356,8 @@ func TestCrashFaultInjection(t *testing.T) {
 		}
 	}
 	s.Close()
-	t.Logf("%d steps, %d crashes (%d inside an operation), %d out-of-space errors", steps, crashes, midCrashes, enospc)
-	if midCrashes == 0 || enospc == 0 {
-		t.Fatalf("the fault paths were not exercised (mid-op crashes %d, ENOSPC %d)", midCrashes, enospc)
+	t.Logf("%d steps, %d crashes (%d inside an operation), %d out-of-space errors, %d vectored writes", steps, crashes, midCrashes, enospc, ffs.vectored)
+	if midCrashes == 0 || enospc == 0 || ffs.vectored == 0 {
+		t.Fatalf("the fault paths were not exercised (mid-op crashes %d, ENOSPC %d, vectored writes %d)", midCrashes, enospc, ffs.vectored)
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -97,19 +98,6 @@ func writeFull(f dataFile, p []byte, off uint64) error {
 	return nil
 }
 
-// syncDir makes a directory's entries (a created or renamed file) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // readFull reads len(p) bytes at off.
 func readFull(f dataFile, p []byte, off uint64) error {
 	for len(p) > 0 {
@@ -124,4 +112,63 @@ func readFull(f dataFile, p []byte, off uint64) error {
 		off += uint64(n)
 	}
 	return nil
+}
+
+// vectorWriter is a data file that writes several buffers at one offset
+// in one call (pwritev). The production file implements it where the
+// system has the call (file_linux.go), and so does the tests'
+// fault-injection file, so crash tests take the production path; any
+// other file gets one WriteAt per buffer.
+type vectorWriter interface {
+	writevAt(bufs [][]byte, off int64) (int, error)
+}
+
+// writevFull writes bufs one after another at off, all of them, resuming
+// after a short write.
+func writevFull(f dataFile, bufs [][]byte, off uint64) error {
+	vw, ok := f.(vectorWriter)
+	if !ok {
+		for _, p := range bufs {
+			if err := writeFull(f, p, off); err != nil {
+				return err
+			}
+			off += uint64(len(p))
+		}
+		return nil
+	}
+	for {
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+		for len(bufs) > 0 && len(bufs[len(bufs)-1]) == 0 {
+			bufs = bufs[:len(bufs)-1]
+		}
+		switch len(bufs) {
+		case 0:
+			return nil
+		case 1:
+			return writeFull(f, bufs[0], off) // pwrite costs less than pwritev
+		}
+		n, err := vw.writevAt(bufs, int64(off))
+		if err == nil && n <= 0 {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			var rest int
+			for _, p := range bufs {
+				rest += len(p)
+			}
+			return fmt.Errorf("write %d bytes at %d of %s: %w", rest, off, f.OS().Name(), err)
+		}
+		off += uint64(n)
+		for n > 0 {
+			if n >= len(bufs[0]) {
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+			} else {
+				bufs[0] = bufs[0][n:]
+				n = 0
+			}
+		}
+	}
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Source is a set of inverted lists MergeFrom and CopySubsetTo read: a
@@ -178,10 +180,111 @@ func (b *Batch) mergeFrom(srcs []Source, opts *MergeOptions) (int64, error) {
 	if s.opts.Progress != nil {
 		progress = func(done int64) { s.opts.Progress(Progress{Op: "merge", Done: done, Total: total}) }
 	}
-	if err := b.placeJobs(jobs, false, progress); err != nil {
+	if err := b.writeJobs(jobs, progress); err != nil {
 		return 0, err
 	}
 	return total, nil
+}
+
+// writeJobs gives every job a fresh slot, packed one after another into
+// one contiguous region in job order, so writing them is sequential I/O;
+// writes them, and points the draft at them. Old slots are freed (after
+// the commit, unless this batch made them).
+func (b *Batch) writeJobs(jobs []slotJob, progress func(done int64)) error {
+	s := b.s
+	cs := int(s.conf.codeSize)
+	ptrs := make([]*slotJob, len(jobs))
+	for i := range jobs {
+		ptrs[i] = &jobs[i]
+	}
+	if err := b.placeSlots(ptrs, false); err != nil {
+		return err
+	}
+	// The slots are packed in job order: writing the jobs front to back is
+	// sequential. Split them into contiguous runs of about equal bytes,
+	// one per worker: page-cache copies of one write stream top out well
+	// below what two cores and the disk can take.
+	var all uint64
+	slotted := 0
+	for i := range jobs {
+		if n := slotBytes(jobs[i].cap, cs); n > 0 {
+			all += n
+			slotted++
+		}
+	}
+	runs := [][]slotJob{jobs}
+	if workers := min(runtime.GOMAXPROCS(0), 4); workers > 1 && all >= s.opts.concurrentWrite && slotted >= 2 {
+		runs = runs[:0]
+		var acc uint64
+		start := 0
+		for k := range jobs {
+			acc += slotBytes(jobs[k].cap, cs)
+			if acc*uint64(workers) >= all*uint64(len(runs)+1) || k == len(jobs)-1 {
+				runs = append(runs, jobs[start:k+1])
+				start = k + 1
+			}
+		}
+	}
+	var (
+		mu    sync.Mutex
+		done  int64
+		first error
+		wg    sync.WaitGroup
+	)
+	m := s.m // after placement: growing the file may have remapped it
+	work := func(run []slotJob) {
+		w := newSlotWriter(s.file, m, cs)
+		defer w.release()
+		w.behind = newWriteBehind(s.file, all, s.opts.writeBehindWindow)
+		if progress != nil {
+			w.progress = func(n int64) {
+				mu.Lock()
+				done += n
+				progress(done)
+				mu.Unlock()
+			}
+		}
+		err := writeGroup(w, run)
+		if err != nil {
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+		}
+	}
+	if len(runs) == 1 {
+		work(runs[0]) // small writes stay on the caller's goroutine
+	} else {
+		for _, run := range runs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				work(run)
+			}()
+		}
+		wg.Wait()
+	}
+	if all > 0 {
+		b.wrote = true
+	}
+	if first != nil {
+		return first
+	}
+	for i := range jobs {
+		j := &jobs[i]
+		if j.old.cap > 0 {
+			if err := b.freeSlot(j.old); err != nil {
+				return err
+			}
+		}
+		if j.cap == 0 {
+			b.d.set(j.l, entry{})
+			continue
+		}
+		b.d.set(j.l, entry{off: j.off, cap: j.cap, size: j.size, hwm: j.size})
+	}
+	return nil
 }
 
 // SetAllListsSizes gives every list l exactly sizes[l] entries in slots of
@@ -212,9 +315,9 @@ func (s *Store) SetAllListsSizes(sizes []int) error {
 		if uint64(n) < keep {
 			keep = uint64(n)
 		}
-		jobs = append(jobs, slotJob{l: l, old: e, keep: keep, cap: uint64(n), size: uint64(n)})
+		jobs = append(jobs, slotJob{l: l, old: e, keep: keep, cap: uint64(n), size: uint64(n), fill: padEntries})
 	}
-	if err := b.placeJobs(jobs, false, nil); err != nil {
+	if err := b.writeJobs(jobs, nil); err != nil {
 		b.Abort()
 		return err
 	}

@@ -32,7 +32,12 @@ func TestModel(t *testing.T) {
 	dir := t.TempDir()
 	cs := 1 + r.Intn(20)
 	nlist := 8 + r.Intn(40)
-	s := mustCreate(t, dir, nlist, cs)
+	conf := drawModelConf(r, nlist, cs)
+	t.Logf("seed %d: %d lists of %d-byte codes, %v", seed, nlist, cs, conf)
+	s, err := Create(dir, conf.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer func() { s.Close() }()
 	m := newModel(nlist, cs)
 	type held struct {
@@ -148,7 +153,7 @@ func TestModel(t *testing.T) {
 				srcs = append(srcs, src)
 				shifts = append(shifts, r.Int63n(1000))
 			}
-			headroom := []float64{0, 0, 0.1, 1.5}[r.Intn(4)]
+			headroom := conf.mergeHeadroom[r.Intn(len(conf.mergeHeadroom))]
 			if _, err := s.MergeFrom(srcs, &MergeOptions{IDShift: shifts, Headroom: headroom}); err != nil {
 				fail(err)
 			}
@@ -241,7 +246,7 @@ func TestModel(t *testing.T) {
 			m.lists = m.lists[l0:l1]
 		case op < 78:
 			name = "compact"
-			if _, err := s.CompactWith(CompactOptions{Headroom: []float64{0, 0, 0.25}[r.Intn(3)]}); err != nil {
+			if _, err := s.CompactWith(CompactOptions{Headroom: conf.compactHeadroom[r.Intn(len(conf.compactHeadroom))]}); err != nil {
 				fail(err)
 			}
 		case op < 79:
@@ -262,7 +267,7 @@ func TestModel(t *testing.T) {
 				fail(err)
 			}
 			var err error
-			if s, err = Open(dir, nil); err != nil {
+			if s, err = Open(dir, &conf.opts); err != nil {
 				fail(err)
 			}
 		default:
@@ -301,4 +306,45 @@ func TestModel(t *testing.T) {
 	}
 	st, _ := s.Stats()
 	t.Logf("ops %v; final %d entries in %d lists, file %d bytes, free %d, pending %d", counts, st.NTotal, st.NumLists, st.FileBytes, st.FreeBytes, st.PendingBytes)
+}
+
+// modelConf is what TestModel draws per seed besides the operations: the
+// store options, so the store's rare paths run on small data, and the
+// headroom merges and compactions leave.
+type modelConf struct {
+	opts            Options
+	mergeHeadroom   []float64 // drawn from per merge
+	compactHeadroom []float64 // drawn from per compaction
+}
+
+// drawModelConf draws, each half the time: a map reserve of 4 to 512 KiB
+// (the first growth past it remaps, while views hold the old mapping), a
+// flush limit of 256 B to 128 KiB (batches write in the middle of Add and
+// AddSpread), a concurrent-write threshold of at most 64 KiB (flushes and
+// merges write from other goroutines), and a write-back window of 4 to
+// 128 KiB (writers wait for write-back); NoSync a quarter of the time.
+func drawModelConf(r *rand.Rand, nlist, cs int) modelConf {
+	c := modelConf{opts: Options{NumLists: nlist, CodeSize: cs}}
+	if r.Intn(2) == 0 {
+		c.opts.MapReserve = 4096 << r.Intn(8)
+	}
+	if r.Intn(2) == 0 {
+		c.opts.flushLimit = 256 << r.Intn(10)
+	}
+	if r.Intn(2) == 0 {
+		c.opts.concurrentWrite = 1 + uint64(r.Intn(64<<10))
+	}
+	if r.Intn(2) == 0 {
+		c.opts.writeBehindWindow = 4096 << r.Intn(6)
+	}
+	c.opts.NoSync = r.Intn(4) == 0
+	c.mergeHeadroom = [][]float64{{0}, {0.1}, {1.5}, {0, 0, 0.1, 1.5}}[r.Intn(4)]
+	c.compactHeadroom = [][]float64{{0}, {0.25}, {0, 0, 0.25}}[r.Intn(3)]
+	return c
+}
+
+func (c modelConf) String() string {
+	o := c.opts
+	return fmt.Sprintf("options {MapReserve: %d, NoSync: %v, flushLimit: %d, concurrentWrite: %d, writeBehindWindow: %d} (0: default), merge headroom %v, compact headroom %v",
+		o.MapReserve, o.NoSync, o.flushLimit, o.concurrentWrite, o.writeBehindWindow, c.mergeHeadroom, c.compactHeadroom)
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shelfdb/shelf/internal/atomicfile"
 )
 
 // Cross-process coordination, in the spirit of LMDB's lock file but with one
@@ -148,33 +150,19 @@ func scanReaders(dir string) (min uint64, ok bool, err error) {
 	return min, ok, nil
 }
 
-// writeSnapshotFile publishes data as table.snap by rename. With durable,
-// the file is synced before the rename and the directory after it, so the
-// name never points at unsynced bytes after a machine crash.
+// writeSnapshotFile publishes data as table.snap, atomically. With
+// durable, the file is synced before the rename and the directory after
+// it, so the name never points at unsynced bytes after a machine crash;
+// without, a reader may find a torn file after one (it is checksummed).
 func writeSnapshotFile(dir string, data []byte, durable bool) error {
-	tmp := filepath.Join(dir, snapName+".tmp")
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := atomicfile.Create(filepath.Join(dir, snapName), 0o644)
 	if err != nil {
 		return err
 	}
+	f.NoSync = !durable
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
+		f.Abort()
+		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
-	if durable {
-		if err := unix.Fdatasync(int(f.Fd())); err != nil {
-			f.Close()
-			return fmt.Errorf("sync %s: %w", tmp, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, snapName)); err != nil {
-		return err
-	}
-	if durable {
-		return syncDir(dir)
-	}
-	return nil
+	return f.Commit()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/shelfdb/shelf/internal/atomicfile"
 	"github.com/shelfdb/shelf/slots"
 )
 
@@ -42,7 +43,17 @@ type Options struct {
 	// compact, subset copy).
 	Progress func(Progress)
 
+	// Knobs tests turn to reach rare paths with small data; zero means
+	// the default.
 	openData func(path string, flag int) (dataFile, error)
+	// flushLimit: the bytes a batch buffers before writing (flushBufLimit).
+	flushLimit uint64
+	// concurrentWrite: the bytes from which a flush or a merge writes from
+	// other goroutines than the caller's (4 MiB).
+	concurrentWrite uint64
+	// writeBehindWindow: the bytes a writer leaves in write-back before
+	// waiting (writeBehindWindow).
+	writeBehindWindow uint64
 }
 
 // Progress reports how far a long operation is.
@@ -58,6 +69,15 @@ func (o *Options) withDefaults() Options {
 	}
 	if r.openData == nil {
 		r.openData = openOSFile
+	}
+	if r.flushLimit == 0 {
+		r.flushLimit = flushBufLimit
+	}
+	if r.concurrentWrite == 0 {
+		r.concurrentWrite = 4 << 20
+	}
+	if r.writeBehindWindow == 0 {
+		r.writeBehindWindow = writeBehindWindow
 	}
 	return r
 }
@@ -176,7 +196,7 @@ func Create(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: create: %w", err)
 	}
 	f.Close()
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return nil, err
 	}
 	db, err := pebble.Open(filepath.Join(dir, metaDirName), metaOptions(o, true))

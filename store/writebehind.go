@@ -20,13 +20,14 @@ import (
 type writeBehind struct {
 	f       dataFile
 	drop    bool
+	window  uint64
 	queue   [][2]uint64 // written ranges whose write-back may be in flight
 	pending uint64
 }
 
 // writeBehindWindow is the most bytes a writer leaves in write-back
-// before waiting (a variable so that tests exercise the waits).
-var writeBehindWindow uint64 = 32 << 20
+// before waiting (Options.writeBehindWindow lets tests exercise the waits).
+const writeBehindWindow = 32 << 20
 
 var (
 	dropOnce sync.Once
@@ -36,8 +37,11 @@ var (
 	dropAbove atomic.Uint64
 )
 
-func newWriteBehind(f dataFile, total uint64) *writeBehind {
-	return &writeBehind{f: f, drop: total > dropLimit()}
+// newWriteBehind returns the write-behind of an operation writing total
+// bytes (0: unknown, never dropped) into f, waiting once more than window
+// bytes are in flight.
+func newWriteBehind(f dataFile, total, window uint64) *writeBehind {
+	return &writeBehind{f: f, drop: total > dropLimit(), window: window}
 }
 
 // dropLimit is the size above which data is not expected to stay in the
@@ -61,7 +65,7 @@ func (w *writeBehind) wrote(off, n uint64) error {
 	startWriteback(w.f, off, n)
 	w.queue = append(w.queue, [2]uint64{off, n})
 	w.pending += n
-	for w.pending > writeBehindWindow && len(w.queue) > 1 {
+	for w.pending > w.window && len(w.queue) > 1 {
 		r := w.queue[0]
 		w.queue = w.queue[1:]
 		w.pending -= r[1]

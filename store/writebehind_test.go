@@ -14,9 +14,9 @@ import (
 // out, before and after a reopen.
 func TestWriteBehind(t *testing.T) {
 	dropLimit() // settle the default before changing it
-	oldDrop, oldWin := dropAbove.Load(), writeBehindWindow
-	defer func() { dropAbove.Store(oldDrop); writeBehindWindow = oldWin }()
-	writeBehindWindow = 64 << 10
+	oldDrop := dropAbove.Load()
+	defer dropAbove.Store(oldDrop)
+	opts := Options{NumLists: 200, CodeSize: 16, writeBehindWindow: 64 << 10}
 
 	const nlist, cs = 200, 16
 	r := rand.New(rand.NewSource(8))
@@ -32,7 +32,10 @@ func TestWriteBehind(t *testing.T) {
 			dropAbove.Store(^uint64(0))
 		}
 		dir := t.TempDir()
-		s := mustCreate(t, dir, nlist, cs)
+		s, err := Create(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := s.MergeFrom([]Source{src, src}, &MergeOptions{Headroom: 0.1}); err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +87,7 @@ func TestWriteBehind(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		s, err = Open(dir, nil)
+		s, err = Open(dir, &opts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,15 +3,16 @@ package tools
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"image/png"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/shelfdb/shelf/internal/atomicfile"
 	"github.com/shelfdb/shelf/internal/plot"
 )
 
@@ -86,7 +87,9 @@ func runPlot(env *Env) error {
 	if err != nil {
 		return err
 	}
-	if err := writePlotAtomic(*out, func(f *os.File) error { return png.Encode(f, img) }); err != nil {
+	// Through a temporary renamed into place: a reader (or an image viewer
+	// reloading it) never sees a half-written file.
+	if err := atomicfile.Write(*out, 0o644, func(w io.Writer) error { return png.Encode(w, img) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s: %d curves, %d points", *out, len(chart.Series), points)
@@ -188,31 +191,4 @@ func readPlotCurve(path, field string) (*plotCurve, error) {
 func plotNumber(row map[string]any, key string) (float64, bool) {
 	v, ok := row[key].(float64)
 	return v, ok && !math.IsNaN(v) && !math.IsInf(v, 0)
-}
-
-// writePlotAtomic writes path through a temporary file in the same
-// directory and renames it into place, so a reader (or an image viewer
-// reloading it) never sees a half-written file.
-func writePlotAtomic(path string, write func(*os.File) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	err = write(tmp)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return errors.Join(err, os.Remove(tmp.Name()))
-	}
-	return nil
 }

@@ -3,10 +3,10 @@ package synth
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/shelfdb/shelf/internal/vecio"
 )
@@ -162,18 +162,17 @@ func TestPanics(t *testing.T) {
 	}
 }
 
-func TestClusteredSpeed(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("timing")
-	}
-	start := time.Now()
-	x := Clustered(200_000, 128, 1000, 1)
-	el := time.Since(start)
-	t.Logf("Clustered(200k, 128) in %v (%.0f M values/s)", el, float64(len(x.Data))/el.Seconds()/1e6)
-}
-
-func BenchmarkClustered1Mx128(b *testing.B) {
-	for b.Loop() {
-		Clustered(1_000_000, 128, 1000, 1)
+// BenchmarkClustered measures generating base sets: bytes/s of float32
+// values and values/s.
+func BenchmarkClustered(b *testing.B) {
+	for _, c := range []struct{ n, d int }{{200_000, 128}, {1_000_000, 128}} {
+		b.Run(fmt.Sprintf("n=%d/d=%d/clusters=1000", c.n, c.d), func(b *testing.B) {
+			b.SetBytes(int64(4 * c.n * c.d))
+			b.ReportAllocs()
+			for b.Loop() {
+				Clustered(c.n, c.d, 1000, 1)
+			}
+			b.ReportMetric(float64(b.N)*float64(c.n*c.d)/b.Elapsed().Seconds(), "values/s")
+		})
 	}
 }

@@ -1,12 +1,12 @@
 package vecio
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/shelfdb/shelf/internal/atomicfile"
 )
 
 // Reader streams the rows of a vector file without loading it whole. Its
@@ -172,46 +172,16 @@ func readRowsInto[T float32 | int32 | int64](r *Reader, start, count int, dst []
 	return nil
 }
 
-// writeAtomic writes a file through fill into path+".tmp", syncs it and
-// renames it over path, so path holds either the old or the complete new
-// content. The directory is synced too so the rename survives a crash.
-// The path's extension must name the format written, because readers
-// choose the decoder by extension.
-func writeAtomic(path string, want kind, fill func(w io.Writer) error) (err error) {
+// writeAtomic writes a file through fill with atomicfile: path holds
+// either the old or the complete new content. The path's extension must
+// name the format written, because readers choose the decoder by
+// extension.
+func writeAtomic(path string, want kind, fill func(w io.Writer) error) error {
 	if k, err := kindOf(path); err != nil || k != want {
 		return fmt.Errorf("vecio: %s: extension does not match the format written (want %s)", path, want.ext())
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	err = fill(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, 0o644, fill); err != nil {
 		return fileErr(path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
-		// Best effort: some file systems refuse to sync a directory.
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
