@@ -59,7 +59,7 @@ func TestPlot(t *testing.T) {
 	if b := img.Bounds(); b.Dx() != 800 || b.Dy() != 500 {
 		t.Errorf("PNG is %v, want 800x500", b)
 	}
-	left, _ := filepath.Glob(filepath.Join(dir, ".*tmp*"))
+	left, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
 	if len(left) > 0 {
 		t.Errorf("temporary files left: %v", left)
 	}

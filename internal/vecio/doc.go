@@ -31,6 +31,6 @@
 //
 // # Imports
 //
-// The standard library only. vecio imports nothing of the module, so every
-// package and command of the module may import it.
+// The standard library and internal/atomicfile (how files are replaced
+// whole) only, so every package and command of the module may import it.
 package vecio
