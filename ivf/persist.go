@@ -77,6 +77,9 @@ func unmarshalModel(b []byte) (*Index, error) {
 	cents := make([]float32, nc)
 	for i := range cents {
 		cents[i] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*i:]))
+		if math.IsNaN(float64(cents[i])) || math.IsInf(float64(cents[i]), 0) {
+			return nil, fmt.Errorf("%w: centroid %d has a NaN or infinite component", ErrCorrupt, i/p.D)
+		}
 	}
 	rest = rest[4*nc:]
 	n := int(binary.LittleEndian.Uint32(rest))
