@@ -51,6 +51,15 @@ func (ix *Index) checkQueryArgs(q []float32, nq, nprobe int) error {
 	return nil
 }
 
+// checkCount checks that n vectors of the index's dimension can be in x
+// before anything is allocated from n (ids, lists, codes).
+func (ix *Index) checkCount(x []float32, n int) error {
+	if d := ix.p.D; n < 0 || d <= 0 || n > len(x)/d {
+		return fmt.Errorf("%w: %d floats for %d vectors of dimension %d", ErrDim, len(x), n, ix.p.D)
+	}
+	return nil
+}
+
 // checkScanShape bounds the sizes a scanner allocates from a
 // ScanRequest (NQ*K results, NQ*M*Ksub query-table floats) before
 // Validate multiplies them.

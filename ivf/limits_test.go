@@ -59,6 +59,25 @@ func TestSearchSizeLimits(t *testing.T) {
 		})
 	}
 
+	t.Run("add and reconstruct", func(t *testing.T) {
+		for _, n := range []int{-1, 3, 1 << 40, wrap} {
+			if _, err := ix.Add(q, n); !errors.Is(err, ErrDim) {
+				t.Errorf("Add of %d vectors in %d floats: err = %v, want ErrDim", n, len(q), err)
+			}
+			if _, err := ix.SAEncode(q, n); !errors.Is(err, ErrDim) {
+				t.Errorf("SAEncode of %d vectors in %d floats: err = %v, want ErrDim", n, len(q), err)
+			}
+		}
+		for _, c := range [][2]int64{{0, -1}, {0, n + 1}, {0, 1 << 40}, {-1, 2}, {1<<63 - 2, 4}} {
+			if _, err := ix.ReconstructN(c[0], int(c[1])); !errors.Is(err, ErrInput) {
+				t.Errorf("ReconstructN(%d, %d): err = %v, want ErrInput", c[0], c[1], err)
+			}
+		}
+		if v, err := ix.ReconstructN(n-2, 2); err != nil || len(v) != 2*d {
+			t.Errorf("ReconstructN of the last two: %d floats, %v", len(v), err)
+		}
+	})
+
 	t.Run("scan request", func(t *testing.T) {
 		for _, r := range []*ScanRequest{
 			{NQ: 1 << 56, K: 1, M: 1, Ksub: 256, ProbeStart: []int{0}}, // NQ*M*Ksub wraps to 0
