@@ -89,6 +89,14 @@ func unmarshalModel(b []byte) (*Index, error) {
 	}
 	ix := &Index{p: p, trained: true}
 	ix.setCentroids(cents)
+	// Coarse distances are ||q||^2 + ||c||^2 - 2<q, c>: a centroid whose
+	// squared norm overflows float32 makes them NaN, and no list is
+	// nearest.
+	for l, nrm := range ix.cnorms {
+		if math.IsInf(float64(nrm), 0) || math.IsNaN(float64(nrm)) {
+			return nil, fmt.Errorf("%w: centroid %d has a squared norm beyond float32", ErrCorrupt, l)
+		}
+	}
 	if !p.Flat {
 		q := &pq.PQ{}
 		if err := q.UnmarshalBinary(rest); err != nil {
