@@ -18,13 +18,10 @@ unit:
 race:
 	$(GO) test -race -short ./store/ ./slots/ ./internal/... ./ivf/ ./gpu/
 
-# Brief runs of every fuzz target on top of its seed corpus.
+# Brief runs of every fuzz target (every func Fuzz... of the repository)
+# on top of its seed corpus, $(FUZZTIME) each, minimization bounded.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSnapshot$$' -fuzztime $(FUZZTIME) ./store/
-	$(GO) test -run '^$$' -fuzz '^FuzzDataHeader$$' -fuzztime $(FUZZTIME) ./store/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpenReadOnly$$' -fuzztime $(FUZZTIME) ./store/
-	$(GO) test -run '^$$' -fuzz '^FuzzOps$$' -fuzztime $(FUZZTIME) ./slots/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./pq/
+	FUZZTIME=$(FUZZTIME) bash .ci/fuzz
 
 demo:
 	$(GO) run ./tools/shelf demo

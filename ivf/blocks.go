@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -270,7 +271,7 @@ func readBlockInfo(path string) (blockInfo, []int32, error) {
 		return h, nil, bad("%d bytes, shorter than a header", size)
 	}
 	crc := crc32.New(castagnoli)
-	r := bufio.NewReaderSize(io.TeeReader(io.LimitReader(f, size-4), crc), 1<<20)
+	r := bufio.NewReaderSize(io.TeeReader(io.LimitReader(f, size-4), crc), int(min(size, 1<<20)))
 	hdr := make([]byte, blockHeader)
 	if _, err := io.ReadFull(r, hdr); err != nil {
 		return h, nil, err
@@ -288,32 +289,39 @@ func readBlockInfo(path string) (blockInfo, []int32, error) {
 	h.Block = int64(binary.LittleEndian.Uint64(hdr[32:]))
 	h.First = int64(binary.LittleEndian.Uint64(hdr[40:]))
 	h.Count = int64(binary.LittleEndian.Uint64(hdr[48:]))
+	// Every count is checked against the file's size, and the list
+	// number and code size against the index's limits, before anything
+	// is allocated from them.
 	nb := listNoBytes(h.NList)
-	if h.NList < 1 || h.CodeSize <= nb || h.Count < 0 || h.Count > h.BlockSize || h.First < 0 {
-		return h, nil, bad("implausible header")
+	if h.NList < 1 || h.NList > maxLists || h.CodeSize <= nb || h.CodeSize > nb+4*maxDim ||
+		h.Count < 0 || h.Count > h.BlockSize || h.Count > math.MaxInt32 || h.First < 0 {
+		return h, nil, bad("implausible header: %d lists, %d-byte codes, %d entries of a block of %d from row %d",
+			h.NList, h.CodeSize, h.Count, h.BlockSize, h.First)
 	}
-	if want := blockHeader + h.Count*(8+int64(h.CodeSize)) + 4; size != want {
-		return h, nil, bad("%d bytes, header says %d", size, want)
+	entry := 8 + int64(h.CodeSize)
+	if avail := size - blockHeader - 4; h.Count > avail/entry || h.Count*entry != avail {
+		return h, nil, bad("%d bytes, header says %d entries of %d bytes after a %d-byte header", size, h.Count, entry, blockHeader)
 	}
 	if _, err := io.CopyN(io.Discard, r, 8*h.Count); err != nil {
 		return h, nil, err
 	}
-	offsets := make([]int32, h.NList+1)
+	// offsets[l+1] counts the entries of lists <= l, for the lists up to
+	// the last one the block names; lists past it are empty. So the
+	// offsets take memory for the lists present, not for nlist.
+	offsets := []int32{0}
 	code := make([]byte, h.CodeSize)
-	prev := 0
 	for i := int64(0); i < h.Count; i++ {
 		if _, err := io.ReadFull(r, code); err != nil {
 			return h, nil, err
 		}
 		l := blockListOf(code, nb)
-		if l >= h.NList || l < prev {
+		if l >= h.NList || l < len(offsets)-2 {
 			return h, nil, bad("entry %d names list %d out of order", i, l)
 		}
-		prev = l
+		for len(offsets) < l+2 {
+			offsets = append(offsets, offsets[len(offsets)-1])
+		}
 		offsets[l+1]++
-	}
-	for l := 0; l < h.NList; l++ {
-		offsets[l+1] += offsets[l]
 	}
 	tail := make([]byte, 4)
 	if _, err := f.ReadAt(tail, size-4); err != nil {
@@ -363,12 +371,22 @@ func (s *blockSource) NumLists() int { return s.h.NList }
 
 func (s *blockSource) CodeSize() int { return s.h.CodeSize - listNoBytes(s.h.NList) }
 
+// span returns the range of the block's entries in list l: empty past
+// the last list the block names (readBlockInfo).
+func (s *blockSource) span(l int) (lo, hi int64) {
+	if l < 0 || l+1 >= len(s.offsets) {
+		return 0, 0
+	}
+	return int64(s.offsets[l]), int64(s.offsets[l+1])
+}
+
 func (s *blockSource) ListLen(l int) (int, error) {
-	return int(s.offsets[l+1] - s.offsets[l]), nil
+	lo, hi := s.span(l)
+	return int(hi - lo), nil
 }
 
 func (s *blockSource) ReadList(l int) ([]int64, []byte, error) {
-	lo, hi := int64(s.offsets[l]), int64(s.offsets[l+1])
+	lo, hi := s.span(l)
 	n := hi - lo
 	if n == 0 {
 		return nil, nil, nil

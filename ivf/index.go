@@ -110,7 +110,7 @@ func (ix *Index) progress(stage string, done, total int64) {
 // the vectors the index works on: L2-normalized copies for cosine.
 func (ix *Index) checkVectors(x []float32, n int) ([]float32, error) {
 	d := ix.p.D
-	if n < 0 || len(x) != n*d {
+	if n < 0 || n > len(x)/d || len(x) != n*d {
 		return nil, fmt.Errorf("%w: %d floats for %d vectors of dimension %d", ErrDim, len(x), n, d)
 	}
 	for i := 0; i < n; i++ {
@@ -366,7 +366,10 @@ func (ix *Index) Add(x []float32, n int) (int64, error) {
 	ix.wmu.Lock()
 	defer ix.wmu.Unlock()
 	first := ix.NextID()
-	if n < 0 || first > math.MaxInt64-int64(n) {
+	if err := ix.checkCount(x, n); err != nil {
+		return 0, err
+	}
+	if first > math.MaxInt64-int64(n) {
 		return 0, fmt.Errorf("%w: no %d sequential ids left after %d", ErrInput, n, first)
 	}
 	ids := make([]int64, n)

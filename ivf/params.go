@@ -99,9 +99,9 @@ func (p Params) CodeSize() int {
 // Validate checks the parameters.
 func (p Params) Validate() error {
 	switch {
-	case p.D <= 0 || p.D > 1<<16:
+	case p.D <= 0 || p.D > maxDim:
 		return fmt.Errorf("%w: dimension %d", ErrParams, p.D)
-	case p.NList <= 0 || p.NList > 1<<26:
+	case p.NList <= 0 || p.NList > maxLists:
 		return fmt.Errorf("%w: %d lists", ErrParams, p.NList)
 	case p.Metric < L2 || p.Metric > Cosine:
 		return fmt.Errorf("%w: metric %d", ErrParams, int(p.Metric))

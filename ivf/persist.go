@@ -77,6 +77,9 @@ func unmarshalModel(b []byte) (*Index, error) {
 	cents := make([]float32, nc)
 	for i := range cents {
 		cents[i] = math.Float32frombits(binary.LittleEndian.Uint32(rest[4*i:]))
+		if math.IsNaN(float64(cents[i])) || math.IsInf(float64(cents[i]), 0) {
+			return nil, fmt.Errorf("%w: centroid %d has a NaN or infinite component", ErrCorrupt, i/p.D)
+		}
 	}
 	rest = rest[4*nc:]
 	n := int(binary.LittleEndian.Uint32(rest))
@@ -86,6 +89,14 @@ func unmarshalModel(b []byte) (*Index, error) {
 	}
 	ix := &Index{p: p, trained: true}
 	ix.setCentroids(cents)
+	// Coarse distances are ||q||^2 + ||c||^2 - 2<q, c>: a centroid whose
+	// squared norm overflows float32 makes them NaN, and no list is
+	// nearest.
+	for l, nrm := range ix.cnorms {
+		if math.IsInf(float64(nrm), 0) || math.IsNaN(float64(nrm)) {
+			return nil, fmt.Errorf("%w: centroid %d has a squared norm beyond float32", ErrCorrupt, l)
+		}
+	}
 	if !p.Flat {
 		q := &pq.PQ{}
 		if err := q.UnmarshalBinary(rest); err != nil {

@@ -3,6 +3,7 @@ package ivf
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 )
@@ -105,6 +106,10 @@ func (ix *Index) ReconstructBatch(ids []int64) ([]float32, error) {
 
 // ReconstructN reconstructs ids i0 .. i0+n-1 (FAISS reconstruct_n).
 func (ix *Index) ReconstructN(i0 int64, n int) ([]float32, error) {
+	// n distinct ids must all be held: n <= ntotal bounds the ids made.
+	if n < 0 || int64(n) > ix.NTotal() || i0 < 0 || i0 > math.MaxInt64-int64(n) {
+		return nil, fmt.Errorf("%w: ids %d to %d+%d of an index of %d vectors", ErrInput, i0, i0, n, ix.NTotal())
+	}
 	ids := make([]int64, n)
 	for i := range ids {
 		ids[i] = i0 + int64(i)

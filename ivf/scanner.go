@@ -93,6 +93,9 @@ type Scanner interface {
 // Validate checks the shape of r so that a scanner can index its slices
 // without further checks.
 func (r *ScanRequest) Validate() error {
+	if err := checkScanShape(r.NQ, r.K, r.M, r.Ksub); err != nil {
+		return err
+	}
 	switch {
 	case r.NQ < 0 || r.K <= 0 || r.M <= 0 || r.Ksub != 256:
 		return fmt.Errorf("%w: scan request nq=%d k=%d m=%d ksub=%d", ErrInput, r.NQ, r.K, r.M, r.Ksub)
@@ -239,8 +242,8 @@ var ErrScannerUnsupported = errors.New("ivf: index configuration not supported b
 // decomposition), the per-list terms computed for the block's probed
 // lists only; distances agree to rounding.
 func (ix *Index) SearchWith(q []float32, nq, k, nprobe int, s Scanner) ([]float32, []int64, error) {
-	if k <= 0 {
-		return nil, nil, fmt.Errorf("%w: k = %d", ErrInput, k)
+	if err := ix.checkSearchArgs(q, nq, k, nprobe); err != nil {
+		return nil, nil, err
 	}
 	if !ix.trained {
 		return nil, nil, ErrNotTrained

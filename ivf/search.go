@@ -19,8 +19,8 @@ const queryBlock = 1024
 // product or cosine similarity for those metrics) and ids, best first,
 // padded with id -1 (and +Inf, or -Inf when larger is better).
 func (ix *Index) Search(q []float32, nq, k, nprobe int) ([]float32, []int64, error) {
-	if k <= 0 {
-		return nil, nil, fmt.Errorf("%w: k = %d", ErrInput, k)
+	if err := ix.checkSearchArgs(q, nq, k, nprobe); err != nil {
+		return nil, nil, err
 	}
 	dist := make([]float32, nq*k)
 	ids := make([]int64, nq*k)
@@ -54,6 +54,9 @@ type RangeResult struct {
 // product / cosine similarity above it. Results of a query are sorted
 // best first.
 func (ix *Index) RangeSearch(q []float32, nq int, radius float32, nprobe int) (*RangeResult, error) {
+	if err := ix.checkQueryArgs(q, nq, nprobe); err != nil {
+		return nil, err
+	}
 	per := make([][]float32, nq)
 	perIDs := make([][]int64, nq)
 	err := ix.scan(q, nq, nprobe, 0, radius, func(qi int, d []float32, id []int64) {

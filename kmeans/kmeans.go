@@ -85,13 +85,13 @@ func Train(x []float32, n, d int, cfg Config) ([]float32, error) {
 		return nil, fmt.Errorf("%w: K = %d, must be positive", ErrInvalidInput, cfg.K)
 	case d <= 0:
 		return nil, fmt.Errorf("%w: dimension %d, must be positive", ErrInvalidInput, d)
-	case n < 0 || len(x) != n*d:
+	case n < 0 || n > len(x)/d || len(x) != n*d:
 		return nil, fmt.Errorf("%w: len(x) = %d, want n*d = %d*%d", ErrInvalidInput, len(x), n, d)
 	case n < cfg.K:
 		return nil, fmt.Errorf("%w: %d training points for K = %d centroids", ErrInvalidInput, n, cfg.K)
 	case cfg.Iters < 0:
 		return nil, fmt.Errorf("%w: Iters = %d", ErrInvalidInput, cfg.Iters)
-	case cfg.Init != nil && len(cfg.Init) != cfg.K*d:
+	case cfg.Init != nil && (cfg.K > len(cfg.Init)/d || len(cfg.Init) != cfg.K*d):
 		return nil, fmt.Errorf("%w: len(Init) = %d, want K*d = %d", ErrInvalidInput, len(cfg.Init), cfg.K*d)
 	}
 	if err := checkFinite(x, n, d, "row"); err != nil {
@@ -105,7 +105,8 @@ func Train(x []float32, n, d int, cfg Config) ([]float32, error) {
 	k := cfg.K
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eedc105))
 
-	if cfg.MaxPointsPerCentroid > 0 && n > k*cfg.MaxPointsPerCentroid {
+	// k <= n, so k*points fits an int whenever points <= n/k.
+	if cfg.MaxPointsPerCentroid > 0 && cfg.MaxPointsPerCentroid <= n/k && n > k*cfg.MaxPointsPerCentroid {
 		m := k * cfg.MaxPointsPerCentroid
 		perm := partialPerm(rng, n, m)
 		sub := make([]float32, m*d)
@@ -113,7 +114,7 @@ func Train(x []float32, n, d int, cfg Config) ([]float32, error) {
 			copy(sub[i*d:(i+1)*d], x[p*d:(p+1)*d])
 		}
 		x, n = sub, m
-	} else if n < k*cfg.MinPointsPerCentroid && cfg.Warn != nil {
+	} else if cfg.MinPointsPerCentroid > 0 && (cfg.MinPointsPerCentroid > n/k || n < k*cfg.MinPointsPerCentroid) && cfg.Warn != nil {
 		cfg.Warn(fmt.Sprintf("kmeans: %d training points for %d centroids; consider at least %d",
 			n, k, k*cfg.MinPointsPerCentroid))
 	}

@@ -6,8 +6,11 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -58,12 +61,9 @@ func FuzzDecodeSnapshot(f *testing.F) {
 			}
 			return
 		}
-		if s.nlist > 1<<16 {
-			return // a valid but huge table: skip building it
-		}
 		tab := newTable(int(s.nlist))
 		for l, e := range s.rows {
-			tab.chunks[l>>chunkBits][l&(chunkLen-1)] = e
+			tab.set(l, e)
 		}
 		used, err := validateTable(tab, int(s.codeSize), s.fsize)
 		if err != nil {
@@ -212,8 +212,8 @@ func TestCorruptMetadata(t *testing.T) {
 // TestValidateTableAgreesWithSort cross-checks validateTable's overlap test.
 func TestValidateTableAgreesWithSort(t *testing.T) {
 	tab := newTable(3)
-	tab.chunks[0][0] = entry{off: headerSize + 64, cap: 2, size: 1, hwm: 1}
-	tab.chunks[0][1] = entry{off: headerSize, cap: 2, size: 2, hwm: 2}
+	tab.set(0, entry{off: headerSize + 64, cap: 2, size: 1, hwm: 1})
+	tab.set(1, entry{off: headerSize, cap: 2, size: 2, hwm: 2})
 	used, err := validateTable(tab, 8, headerSize+1024)
 	if err != nil {
 		t.Fatal(err)
@@ -221,8 +221,87 @@ func TestValidateTableAgreesWithSort(t *testing.T) {
 	if !sort.SliceIsSorted(used, func(i, j int) bool { return used[i][0] < used[j][0] }) || len(used) != 2 {
 		t.Fatalf("used %v", used)
 	}
-	tab.chunks[0][2] = entry{off: headerSize + 16, cap: 1, size: 0, hwm: 0}
+	tab.set(2, entry{off: headerSize + 16, cap: 1, size: 0, hwm: 0})
 	if _, err := validateTable(tab, 8, headerSize+1024); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("overlap not found: %v", err)
 	}
+}
+
+// TestSnapshotCountsBounded crafts table.snap files with valid checksums
+// and counts the rest of the file cannot back: each is ErrCorrupt before
+// anything is allocated from it. A table of MaxLists mostly empty lists
+// is valid and opens in the memory of its rows.
+func TestSnapshotCountsBounded(t *testing.T) {
+	dir, snap := seedSnapshot(t)
+	body := snap[:len(snap)-4]
+	craft := func(at int, v uint64) []byte {
+		b := append([]byte(nil), body...)
+		binary.LittleEndian.PutUint64(b[at:], v)
+		return withCRC(b)
+	}
+	for _, c := range []struct {
+		name string
+		snap []byte
+	}{
+		{"nlist 2^31", craft(32, 1<<31)},
+		{"nlist 2^32-1", craft(32, 1<<32-1)},
+		{"nlist 2^63", craft(32, 1<<63)},
+		{"nlist above MaxLists", craft(32, MaxLists+1)},
+		{"rows 2^62", craft(64, 1<<62)},
+		{"user records 2^40", craft(72, 1<<40)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// The decoder first: on its own it allocates nothing from nlist,
+			// so a table it accepted is not built here.
+			if _, err := decodeSnapshot(c.snap); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decodeSnapshot: err = %v, want ErrCorrupt", err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, snapName), c.snap, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := OpenReadOnly(dir, nil)
+			if err == nil {
+				s.Close()
+				t.Fatal("opened a table.snap with an impossible count")
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), snapName) {
+				t.Fatalf("err = %v, want ErrCorrupt naming %s", err, snapName)
+			}
+		})
+	}
+
+	t.Run("MaxLists mostly empty", func(t *testing.T) {
+		if err := os.WriteFile(filepath.Join(dir, snapName), craft(32, MaxLists), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		s, err := OpenReadOnly(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		runtime.ReadMemStats(&after)
+		if s.NumLists() != MaxLists {
+			t.Fatalf("%d lists", s.NumLists())
+		}
+		// A dense table would be 32 bytes a list: 2 GiB.
+		if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+			t.Fatalf("opening %d lists with 3 rows allocated %d MiB", MaxLists, got>>20)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("opening took %v", d)
+		}
+		v, err := s.View()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Release()
+		ids, _, err := v.ReadList(4)
+		if err != nil || len(ids) != 7 {
+			t.Fatalf("list 4: %d ids, %v", len(ids), err)
+		}
+	})
 }

@@ -19,6 +19,12 @@ const (
 	dataHeaderBytes = 44
 )
 
+// MaxLists is the most lists a store may have (an index's limit too). A
+// count read from the metadata or table.snap above it is corruption; the
+// list table costs memory only for lists with rows, so a store of this
+// many lists opens in small memory when most are empty.
+const MaxLists = 1 << 26
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Pebble keys. Rows of empty lists (all zero) are not stored.
@@ -96,7 +102,7 @@ func decodeState(b []byte) (stateRec, error) {
 		fsize: binary.LittleEndian.Uint64(b[16:]),
 		seq:   binary.LittleEndian.Uint64(b[24:]),
 	}
-	if s.nlist > 1<<31 || s.fsize < headerSize || s.gen == 0 {
+	if s.nlist > MaxLists || s.fsize < headerSize || s.gen == 0 {
 		return stateRec{}, fmt.Errorf("%w: state record nlist=%d gen=%d file size=%d", ErrCorrupt, s.nlist, s.gen, s.fsize)
 	}
 	return s, nil
@@ -157,24 +163,16 @@ func encodeSnapshot(c conf, st stateRec, tab *table, user map[string][]byte) []b
 	copy(hdr[16:32], c.id[:])
 	copy(hdr[32:64], st.encode())
 	var nrows uint64
-	for l := 0; l < tab.n; l++ {
-		if tab.get(l) != (entry{}) {
-			nrows++
-		}
-	}
+	tab.rows(func(int, entry) { nrows++ })
 	binary.LittleEndian.PutUint64(hdr[64:], nrows)
 	binary.LittleEndian.PutUint64(hdr[72:], uint64(len(user)))
 	buf.Write(hdr[:])
 	var row [4 + entryLen]byte
-	for l := 0; l < tab.n; l++ {
-		e := tab.get(l)
-		if e == (entry{}) {
-			continue
-		}
+	tab.rows(func(l int, e entry) {
 		binary.LittleEndian.PutUint32(row[:], uint32(l))
 		e.encode(row[4:])
 		buf.Write(row[:])
-	}
+	})
 	keys := make([]string, 0, len(user))
 	for k := range user {
 		keys = append(keys, k)
@@ -222,15 +220,27 @@ func decodeSnapshot(b []byte) (*snapshot, error) {
 	}
 	nrows := binary.LittleEndian.Uint64(b[64:])
 	nuser := binary.LittleEndian.Uint64(b[72:])
+	// Every count is bounded by the bytes left before anything is
+	// allocated or looped over: a row takes 4+entryLen bytes, a user
+	// record at least 8, and rows come in increasing list order.
 	p := body[hdrLen:]
 	if nrows > uint64(len(p))/(4+entryLen) {
 		return nil, fmt.Errorf("%w: snapshot claims %d rows in %d bytes", ErrCorrupt, nrows, len(p))
 	}
+	if left := uint64(len(p)) - nrows*(4+entryLen); nuser > left/8 {
+		return nil, fmt.Errorf("%w: snapshot claims %d user records in %d bytes", ErrCorrupt, nuser, left)
+	}
+	s.rows = make(map[int]entry, nrows)
+	prev := -1
 	for i := uint64(0); i < nrows; i++ {
 		l := int(binary.LittleEndian.Uint32(p))
 		if uint64(l) >= s.nlist {
 			return nil, fmt.Errorf("%w: snapshot row for list %d of %d", ErrCorrupt, l, s.nlist)
 		}
+		if l <= prev {
+			return nil, fmt.Errorf("%w: snapshot row %d for list %d after list %d", ErrCorrupt, i, l, prev)
+		}
+		prev = l
 		s.rows[l] = decodeEntry(p[4:])
 		p = p[4+entryLen:]
 	}
@@ -315,7 +325,7 @@ func loadMeta(db *pebble.DB) (conf, stateRec, *table, map[string][]byte, error) 
 			it.Close()
 			return conf{}, stateRec{}, nil, nil, fmt.Errorf("%w: row for list %d but nlist is %d", ErrCorrupt, l, st.nlist)
 		}
-		tab.chunks[l>>chunkBits][l&(chunkLen-1)] = decodeEntry(it.Value())
+		tab.set(l, decodeEntry(it.Value()))
 	}
 	if err := it.Close(); err != nil {
 		return conf{}, stateRec{}, nil, nil, err
@@ -339,25 +349,27 @@ func loadMeta(db *pebble.DB) (conf, stateRec, *table, map[string][]byte, error) 
 // overlap. It returns the used extents sorted by offset.
 func validateTable(tab *table, codeSize int, fsize uint64) ([][2]uint64, error) {
 	used := make([][2]uint64, 0, 64)
-	for l := 0; l < tab.n; l++ {
-		e := tab.get(l)
-		if e.cap == 0 {
-			if e != (entry{}) {
-				return nil, fmt.Errorf("%w: list %d has capacity 0 but offset %d size %d hwm %d", ErrCorrupt, l, e.off, e.size, e.hwm)
+	var err error
+	tab.rows(func(l int, e entry) {
+		switch {
+		case err != nil:
+		case e.cap == 0:
+			err = fmt.Errorf("%w: list %d has capacity 0 but offset %d size %d hwm %d", ErrCorrupt, l, e.off, e.size, e.hwm)
+		case e.size > e.hwm || e.hwm > e.cap:
+			err = fmt.Errorf("%w: list %d size %d, high-water mark %d, capacity %d", ErrCorrupt, l, e.size, e.hwm, e.cap)
+		case e.cap > 1<<40:
+			err = fmt.Errorf("%w: list %d capacity %d", ErrCorrupt, l, e.cap)
+		default:
+			n := slotBytes(e.cap, codeSize)
+			if e.off < headerSize || e.off%8 != 0 || e.off+n > fsize || e.off+n < e.off {
+				err = fmt.Errorf("%w: list %d slot [%d, %d) outside data [%d, %d)", ErrCorrupt, l, e.off, e.off+n, headerSize, fsize)
+				return
 			}
-			continue
+			used = append(used, [2]uint64{e.off, e.off + n})
 		}
-		if e.size > e.hwm || e.hwm > e.cap {
-			return nil, fmt.Errorf("%w: list %d size %d, high-water mark %d, capacity %d", ErrCorrupt, l, e.size, e.hwm, e.cap)
-		}
-		if e.cap > 1<<40 {
-			return nil, fmt.Errorf("%w: list %d capacity %d", ErrCorrupt, l, e.cap)
-		}
-		n := slotBytes(e.cap, codeSize)
-		if e.off < headerSize || e.off%8 != 0 || e.off+n > fsize || e.off+n < e.off {
-			return nil, fmt.Errorf("%w: list %d slot [%d, %d) outside data [%d, %d)", ErrCorrupt, l, e.off, e.off+n, headerSize, fsize)
-		}
-		used = append(used, [2]uint64{e.off, e.off + n})
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(used, func(i, j int) bool { return used[i][0] < used[j][0] })
 	for i := 1; i < len(used); i++ {

@@ -155,8 +155,8 @@ func newID() [16]byte {
 // Create makes a new, empty store in dir (created if needed) with
 // opts.NumLists lists of opts.CodeSize-byte codes, and opens it for writing.
 func Create(dir string, opts Options) (*Store, error) {
-	if opts.NumLists < 1 || opts.NumLists > 1<<31 {
-		return nil, fmt.Errorf("store: create %s: number of lists %d out of range [1, 2^31]", dir, opts.NumLists)
+	if opts.NumLists < 1 || opts.NumLists > MaxLists {
+		return nil, fmt.Errorf("store: create %s: number of lists %d out of range [1, %d]", dir, opts.NumLists, MaxLists)
 	}
 	if opts.CodeSize < 1 || opts.CodeSize > 1<<20 {
 		return nil, fmt.Errorf("store: create %s: code size %d out of range [1, 2^20]", dir, opts.CodeSize)
@@ -418,7 +418,7 @@ func (s *Store) loadPublished(old *state) (*state, dataFile, *mapping, error) {
 		}
 		tab := newTable(int(snap.nlist))
 		for l, e := range snap.rows {
-			tab.chunks[l>>chunkBits][l&(chunkLen-1)] = e
+			tab.set(l, e)
 		}
 		if _, err := validateTable(tab, int(snap.codeSize), snap.fsize); err != nil {
 			return nil, nil, nil, fmt.Errorf("store: %s: %w", filepath.Join(s.dir, snapName), err)

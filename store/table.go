@@ -45,15 +45,47 @@ const (
 
 type chunk [chunkLen]entry
 
+// emptyChunk stands for every chunk whose lists are all empty, so a table
+// costs a pointer per chunkLen lists plus the chunks that hold rows: a
+// store of many mostly empty lists, or a damaged header claiming many,
+// opens in the memory of its rows. It is never written: table.set and
+// draft.set replace it by a chunk of their own first.
+var emptyChunk = new(chunk)
+
 func newTable(n int) *table {
 	t := &table{n: n, chunks: make([]*chunk, (n+chunkLen-1)/chunkLen)}
 	for i := range t.chunks {
-		t.chunks[i] = new(chunk)
+		t.chunks[i] = emptyChunk
 	}
 	return t
 }
 
 func (t *table) get(l int) entry { return t.chunks[l>>chunkBits][l&(chunkLen-1)] }
+
+// set writes list l's row into a table that is being built (loaded or
+// decoded), before any reader can see it.
+func (t *table) set(l int, e entry) {
+	c := l >> chunkBits
+	if t.chunks[c] == emptyChunk {
+		t.chunks[c] = new(chunk)
+	}
+	t.chunks[c][l&(chunkLen-1)] = e
+}
+
+// rows calls fn for every list with a non-zero row, in list order,
+// skipping whole chunks of empty lists.
+func (t *table) rows(fn func(l int, e entry)) {
+	for c, ch := range t.chunks {
+		if ch == emptyChunk {
+			continue
+		}
+		for i := range ch {
+			if e := ch[i]; e != (entry{}) {
+				fn(c<<chunkBits+i, e)
+			}
+		}
+	}
+}
 
 // draft is a writable copy of a table: chunks are copied on first write.
 type draft struct {

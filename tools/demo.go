@@ -10,6 +10,7 @@ import (
 
 	"github.com/shelfdb/shelf/internal/groundtruth"
 	"github.com/shelfdb/shelf/internal/synth"
+	"github.com/shelfdb/shelf/internal/vecmath"
 	"github.com/shelfdb/shelf/ivf"
 )
 
@@ -35,8 +36,11 @@ func runDemo(env *Env) error {
 	if *n < 1000 || *dim < 1 || *nq < 1 {
 		return fmt.Errorf("%w: --n must be at least 1000, --dim and --nq positive", errUsage)
 	}
+	if err := checkDemoSizes(*n, *dim, *nq, *nlist, *m); err != nil {
+		return err
+	}
 	if *nlist == 0 {
-		*nlist = 1 << int(math.Round(math.Log2(4*math.Sqrt(float64(*n)))))
+		*nlist = min(1<<int(math.Round(math.Log2(4*math.Sqrt(float64(*n))))), demoMaxLists)
 	}
 	if *m == 0 {
 		*m = max(1, *dim/4)
@@ -141,6 +145,40 @@ func runDemo(env *Env) error {
 	}
 	if !*asJSON {
 		fmt.Fprintf(out, "\n  recall@R: share of queries whose true nearest neighbour is among the first R results\n")
+	}
+	return nil
+}
+
+// Limits of the demo's index (those of package ivf).
+const (
+	demoMaxDim   = 1 << 16
+	demoMaxLists = 1 << 26
+)
+
+// checkDemoSizes checks the demo's sizes against each other, the index's
+// limits and the memory they imply, before any data is generated.
+func checkDemoSizes(n, dim, nq, nlist, m int) error {
+	switch {
+	case dim > demoMaxDim:
+		return fmt.Errorf("%w: --dim %d: at most %d", errUsage, dim, demoMaxDim)
+	case nlist < 0 || nlist > min(n, demoMaxLists):
+		return fmt.Errorf("%w: --nlist %d: want 1 to min(--n, %d) = %d (0: about 4 sqrt(n))", errUsage, nlist, demoMaxLists, min(n, demoMaxLists))
+	case m < 0 || m > dim || (m > 0 && dim%m != 0):
+		return fmt.Errorf("%w: --m %d: want a divisor of --dim %d (0: about dim/4)", errUsage, m, dim)
+	}
+	// The demo searches all queries at once for 10 results each.
+	if _, ok := vecmath.ResultCount(nq, 10); !ok {
+		return fmt.Errorf("%w: --nq %d: at most %d queries (10 results each)", errUsage, nq, vecmath.MaxResults/10)
+	}
+	// What the demo holds at its peak, in float64 so nothing overflows:
+	// the data and queries (4 bytes a component), about twice the data
+	// again while training (sample, residuals), codes and ids, the ground
+	// truth and the results, the centroids.
+	need := 3*float64(n)*float64(dim)*4 + float64(n)*(float64(dim)+16) +
+		float64(nq)*(float64(dim)*4+10*24) + float64(max(nlist, 1))*float64(dim)*8
+	if mem := machineMemory(); mem > 0 && need > float64(mem) {
+		return fmt.Errorf("%w: --n %d --dim %d --nq %d need about %s of memory, this machine has %s",
+			errUsage, n, dim, nq, gib(need), gib(float64(mem)))
 	}
 	return nil
 }

@@ -82,10 +82,14 @@ func runEncode(env *Env) error {
 		return err
 	}
 
-	nblocks := (n + *bs - 1) / *bs
+	// Without overflow for any --block-size and --shard n.
+	nblocks := n / *bs
+	if n%*bs != 0 {
+		nblocks++
+	}
 	var mine []int
 	var total int64
-	for b := si; b < nblocks; b += sn {
+	for b := si; b < nblocks; b += min(sn, nblocks) {
 		mine = append(mine, b)
 		total += int64(min((b+1)**bs, n) - b**bs)
 	}

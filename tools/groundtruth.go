@@ -29,8 +29,11 @@ func runGroundtruth(env *Env) error {
 	if *data == "" || *queries == "" || *out == "" {
 		return fmt.Errorf("%w: --data, --queries and --out are required", errUsage)
 	}
-	if *k < 1 || *threads < 0 {
-		return fmt.Errorf("%w: --k must be positive and --threads not negative", errUsage)
+	if err := checkK(*k, 0, ""); err != nil {
+		return err
+	}
+	if err := checkThreads(*threads); err != nil {
+		return err
 	}
 	if !strings.HasSuffix(strings.ToLower(*out), ".ivecs") {
 		return fmt.Errorf("%w: --out %q must end in .ivecs", errUsage, *out)
@@ -47,11 +50,17 @@ func runGroundtruth(env *Env) error {
 	default:
 		return fmt.Errorf("%w: unknown metric %q (want l2, ip or cosine)", errUsage, *metric)
 	}
-	base, err := vecio.ReadFloat32(*data)
+	// The queries first: they bound --k before the base is read.
+	q, err := vecio.ReadFloat32(*queries)
 	if err != nil {
 		return err
 	}
-	q, err := vecio.ReadFloat32(*queries)
+	if q.N > 0 {
+		if err := checkK(*k, q.N, *queries); err != nil {
+			return err
+		}
+	}
+	base, err := vecio.ReadFloat32(*data)
 	if err != nil {
 		return err
 	}

@@ -53,11 +53,15 @@ func runSearch(env *Env) error {
 	if *dir == "" || *queries == "" {
 		return fmt.Errorf("%w: --index and --queries are required", errUsage)
 	}
-	if *k < 1 || *threads < 0 {
-		return fmt.Errorf("%w: --k must be positive and --threads not negative", errUsage)
+	if err := checkK(*k, 0, ""); err != nil {
+		return err
 	}
-	if *gpuShards < 1 || *gpuCache < 0 {
-		return fmt.Errorf("%w: --gpu-shards must be positive and --gpu-cache-mb not negative", errUsage)
+	if err := checkThreads(*threads); err != nil {
+		return err
+	}
+	if *gpuShards < 1 || *gpuShards > maxGPUShards || *gpuCache < 0 || *gpuCache > maxGPUCacheMB {
+		return fmt.Errorf("%w: --gpu-shards %d, --gpu-cache-mb %d: want 1 to %d shards and 0 to %d MiB",
+			errUsage, *gpuShards, *gpuCache, maxGPUShards, maxGPUCacheMB)
 	}
 	if *outFile != "" && !strings.HasSuffix(strings.ToLower(*outFile), ".ivecs") {
 		return fmt.Errorf("%w: --out %q must end in .ivecs", errUsage, *outFile)
@@ -72,6 +76,9 @@ func runSearch(env *Env) error {
 	}
 	if q.N == 0 {
 		return fmt.Errorf("%s holds no queries", *queries)
+	}
+	if err := checkK(*k, q.N, *queries); err != nil {
+		return err
 	}
 	var gt []int64
 	kGT := 0
@@ -200,6 +207,14 @@ func runSearch(env *Env) error {
 	}
 	return nil
 }
+
+// Bounds of the --gpu flags: more shards than a GPU has streams to give
+// buys nothing, and the cache is at most a GPU's memory (MiB, so that the
+// byte count fits an int64).
+const (
+	maxGPUShards  = 64
+	maxGPUCacheMB = 1 << 24
+)
 
 // searchParseNprobes reads "16" or "1,4,16,64"; a bad list is a command
 // line error (exit 2), caught before any file is read.

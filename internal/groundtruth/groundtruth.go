@@ -48,6 +48,10 @@ const (
 // L2 the distances are squared L2 distances; for InnerProduct they are the
 // inner products, in decreasing order.
 //
+// k may exceed base.N (the rest is padding, as FAISS pads), but
+// queries.N*k may not exceed vecmath.MaxResults: the results are
+// allocated before the search, so larger jobs run in batches of queries.
+//
 // When fewer than k neighbours exist (k > base.N, or base rows whose
 // distance is NaN, which are never returned) the missing entries are padded
 // with id -1 and distance +Inf for L2, -Inf for InnerProduct: the worst
@@ -68,6 +72,10 @@ func KNN(base, queries vecio.Matrix, k int, metric Metric, threads int) (ids []i
 	}
 	if base.D != queries.D {
 		return nil, nil, fmt.Errorf("groundtruth: base has dimension %d, queries %d", base.D, queries.D)
+	}
+	if _, ok := vecmath.ResultCount(queries.N, k); !ok {
+		return nil, nil, fmt.Errorf("groundtruth: k = %d for %d queries asks for more than the %d results one call returns: run it in smaller batches of queries",
+			k, queries.N, vecmath.MaxResults)
 	}
 	nq, n, d := queries.N, base.N, base.D
 	ids = make([]int64, nq*k)
@@ -161,7 +169,7 @@ func checkMatrix(name string, m vecio.Matrix) error {
 	if m.N < 0 || m.D <= 0 {
 		return fmt.Errorf("groundtruth: %s has shape %dx%d", name, m.N, m.D)
 	}
-	if len(m.Data) != m.N*m.D {
+	if m.N > len(m.Data)/m.D || len(m.Data) != m.N*m.D {
 		return fmt.Errorf("groundtruth: %s is %dx%d but holds %d values", name, m.N, m.D, len(m.Data))
 	}
 	return nil
@@ -170,7 +178,7 @@ func checkMatrix(name string, m vecio.Matrix) error {
 var errArgs = errors.New("groundtruth: recall arguments out of range")
 
 func checkRecallArgs(found []int64, kFound int, gt []int64, kGT int, nq int, at int) {
-	if kFound <= 0 || kGT <= 0 || nq < 0 || at <= 0 || len(found) < nq*kFound || len(gt) < nq*kGT {
+	if kFound <= 0 || kGT <= 0 || nq < 0 || at <= 0 || nq > len(found)/kFound || nq > len(gt)/kGT {
 		panic(fmt.Errorf("%w: len(found)=%d kFound=%d len(gt)=%d kGT=%d nq=%d at=%d",
 			errArgs, len(found), kFound, len(gt), kGT, nq, at))
 	}

@@ -20,14 +20,37 @@ func NewTopK(k int) *TopK {
 	return h
 }
 
+// MaxResults bounds the (distance, id) pairs one k-NN call may return
+// (queries x k): 2^28 pairs, 3 GiB of float32 distances and int64 ids.
+// Searches and ground truth refuse more, so that a k or a query count
+// from a command line or a file cannot ask for more memory than a machine
+// has; larger jobs run in batches of queries.
+const MaxResults = 1 << 28
+
+// ResultCount returns nq*k and true when nq >= 0, k >= 1 and nq*k (k
+// alone when nq is 0) is at most MaxResults; false otherwise, without
+// overflowing.
+func ResultCount(nq, k int) (int, bool) {
+	if nq < 0 || k < 1 || k > MaxResults/max(nq, 1) {
+		return 0, false
+	}
+	return nq * k, true
+}
+
+// topKPrealloc is the most pairs Reset allocates room for ahead: a larger
+// heap grows as pairs arrive, so its memory is what it holds, never k.
+const topKPrealloc = 1024
+
 // Reset empties h and sets the number of pairs it keeps to k, reusing its
-// storage.
+// storage. It allocates room for at most topKPrealloc pairs: a heap with
+// a huge k (more than the candidates it will see) costs only what is
+// pushed into it.
 func (h *TopK) Reset(k int) {
 	k = max(k, 0)
 	h.k = k
-	if cap(h.dist) < k {
-		h.dist = make([]float32, 0, k)
-		h.ids = make([]int64, 0, k)
+	if want := min(k, topKPrealloc); cap(h.dist) < want {
+		h.dist = make([]float32, 0, want)
+		h.ids = make([]int64, 0, want)
 	}
 	h.dist = h.dist[:0]
 	h.ids = h.ids[:0]

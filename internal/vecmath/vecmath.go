@@ -128,13 +128,18 @@ func checkMatrix(fn, name string, m []float32, n, d int) {
 	}
 }
 
+// MaxThreads bounds the goroutines Threads hands out: callers keep
+// scratch space per goroutine (heaps, tables, distance buffers), so a
+// thread count from a command line must not size it unchecked.
+const MaxThreads = 1024
+
 // Threads returns the number of goroutines to use for a requested count:
-// GOMAXPROCS when threads <= 0.
+// GOMAXPROCS when threads <= 0, and at most MaxThreads.
 func Threads(threads int) int {
 	if threads <= 0 {
-		return runtime.GOMAXPROCS(0)
+		return min(runtime.GOMAXPROCS(0), MaxThreads)
 	}
-	return threads
+	return min(threads, MaxThreads)
 }
 
 // ParallelFor calls fn(lo, hi, worker) for consecutive chunks [lo, hi) of
