@@ -5,48 +5,32 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/shelfdb/shelf/internal/vecmath"
 )
 
-// Metric is how vectors are compared.
-type Metric int
+// Metric is how vectors are compared (the project's one metric type).
+type Metric = vecmath.Metric
 
+// The metrics.
 const (
 	// L2 is the squared Euclidean distance (smaller is closer).
-	L2 Metric = iota
+	L2 = vecmath.L2
 	// InnerProduct is the dot product (larger is closer).
-	InnerProduct
+	InnerProduct = vecmath.InnerProduct
 	// Cosine is the cosine similarity (larger is closer): vectors are
 	// L2-normalized on add and search, and the index remembers it.
-	Cosine
+	Cosine = vecmath.Cosine
 )
-
-func (m Metric) String() string {
-	switch m {
-	case L2:
-		return "l2"
-	case InnerProduct:
-		return "ip"
-	case Cosine:
-		return "cosine"
-	}
-	return fmt.Sprintf("metric(%d)", int(m))
-}
 
 // ParseMetric reads "l2", "ip" (or "inner_product") and "cosine".
 func ParseMetric(s string) (Metric, error) {
-	switch strings.ToLower(s) {
-	case "l2", "euclidean":
-		return L2, nil
-	case "ip", "inner_product", "dot":
-		return InnerProduct, nil
-	case "cosine", "angular":
-		return Cosine, nil
+	m, err := vecmath.ParseMetric(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrParams, err)
 	}
-	return 0, fmt.Errorf("%w: unknown metric %q (want l2, ip or cosine)", ErrParams, s)
+	return m, nil
 }
-
-// higherIsBetter reports whether larger scores are closer.
-func (m Metric) higherIsBetter() bool { return m != L2 }
 
 // Sentinel errors.
 var (

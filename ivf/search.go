@@ -1,13 +1,11 @@
 package ivf
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"sync"
 
 	"github.com/shelfdb/shelf/internal/vecmath"
-	"github.com/shelfdb/shelf/pq"
 )
 
 // queryBlock is how many queries share one pass over the probed lists:
@@ -19,21 +17,35 @@ const queryBlock = 1024
 // product or cosine similarity for those metrics) and ids, best first,
 // padded with id -1 (and +Inf, or -Inf when larger is better).
 func (ix *Index) Search(q []float32, nq, k, nprobe int) ([]float32, []int64, error) {
+	return ix.knn(q, nq, k, nprobe, nil)
+}
+
+// SearchWith is Search with the list scan done by s: the coarse step,
+// the probe selection and the per-query tables are Search's; s receives
+// one ScanRequest per block of queries. With a CPUScanner the results are
+// identical to Search's, except for L2 on residuals without precomputed
+// tables (an index whose tables would exceed PrecomputedTableMax): Search
+// then computes each pair's table from the residual, while a scanner gets
+// the same table as a per-query and a per-list term (FAISS's
+// decomposition), the per-list terms computed for the block's probed
+// lists only; distances agree to rounding.
+func (ix *Index) SearchWith(q []float32, nq, k, nprobe int, s Scanner) ([]float32, []int64, error) {
+	if s == nil {
+		return nil, nil, fmt.Errorf("%w: nil scanner", ErrInput)
+	}
+	return ix.knn(q, nq, k, nprobe, s)
+}
+
+// knn is Search (s nil) and SearchWith: the k best of each query, padded.
+func (ix *Index) knn(q []float32, nq, k, nprobe int, s Scanner) ([]float32, []int64, error) {
 	if err := ix.checkSearchArgs(q, nq, k, nprobe); err != nil {
 		return nil, nil, err
 	}
 	dist := make([]float32, nq*k)
 	ids := make([]int64, nq*k)
-	err := ix.scan(q, nq, nprobe, k, 0, func(qi int, d []float32, id []int64) {
-		copy(dist[qi*k:], d)
-		copy(ids[qi*k:], id)
-		pad := float32(math.Inf(1))
-		if ix.p.Metric.higherIsBetter() {
-			pad = float32(math.Inf(-1))
-		}
-		for j := len(d); j < k; j++ {
-			dist[qi*k+j], ids[qi*k+j] = pad, -1
-		}
+	pad := ix.padScore()
+	err := ix.search(q, nq, k, nprobe, 0, s, func(qi int, d []float32, id []int64) {
+		putPadded(dist[qi*k:(qi+1)*k], ids[qi*k:(qi+1)*k], d, id, pad)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -55,11 +67,11 @@ type RangeResult struct {
 // best first.
 func (ix *Index) RangeSearch(q []float32, nq int, radius float32, nprobe int) (*RangeResult, error) {
 	if err := ix.checkQueryArgs(q, nq, nprobe); err != nil {
-		return nil, err
+		return nil, err // before the per-query slices are allocated
 	}
 	per := make([][]float32, nq)
 	perIDs := make([][]int64, nq)
-	err := ix.scan(q, nq, nprobe, 0, radius, func(qi int, d []float32, id []int64) {
+	err := ix.search(q, nq, 0, nprobe, radius, nil, func(qi int, d []float32, id []int64) {
 		per[qi], perIDs[qi] = d, id
 	})
 	if err != nil {
@@ -74,16 +86,24 @@ func (ix *Index) RangeSearch(q []float32, nq int, radius float32, nprobe int) (*
 	return r, nil
 }
 
-// scan runs k-NN search (k > 0) or range search (k == 0, radius) and
-// hands each query's sorted results to emit. Internally every score is
-// "smaller is better": inner products are negated, cosine runs as L2 on
-// unit vectors; emit receives the user's scores.
-func (ix *Index) scan(q []float32, nq, nprobe, k int, radius float32, emit func(qi int, d []float32, id []int64)) error {
+// search is the one search path: k-NN search (k > 0) or range search
+// (k == 0, within radius), the lists scanned by s or, when s is nil, by
+// the index's own CPU scan (scanLists), which alone handles IVF-Flat,
+// range search and residual tables. Per block of queryBlock queries: the
+// coarse step and the probes grouped by list (scanRequest), a prefetch
+// of the probed lists, the scan. Internally every score is "smaller is
+// better" (inner products negated, cosine as L2 on unit vectors); emit
+// receives each query's results in the user's scores, sorted best first,
+// for top-k perhaps concurrently for distinct queries.
+func (ix *Index) search(q []float32, nq, k, nprobe int, radius float32, s Scanner, emit func(qi int, d []float32, id []int64)) error {
 	if !ix.trained {
 		return ErrNotTrained
 	}
-	if nprobe <= 0 {
-		return fmt.Errorf("%w: nprobe = %d", ErrInput, nprobe)
+	if err := ix.checkQueryArgs(q, nq, nprobe); err != nil {
+		return err
+	}
+	if s != nil && ix.p.Flat {
+		return ErrScannerUnsupported
 	}
 	nprobe = min(nprobe, ix.p.NList)
 	qs, err := ix.checkVectors(q, nq)
@@ -91,12 +111,11 @@ func (ix *Index) scan(q []float32, nq, nprobe, k int, radius float32, emit func(
 		return err
 	}
 	// Internal radius: smaller is better.
-	ir := radius
 	switch ix.p.Metric {
 	case InnerProduct:
-		ir = -radius
+		radius = -radius
 	case Cosine:
-		ir = 2 - 2*radius // ||a-b||^2 = 2 - 2cos for unit vectors
+		radius = 2 - 2*radius // ||a-b||^2 = 2 - 2cos for unit vectors
 	}
 	snap, err := ix.lists.Snapshot()
 	if err != nil {
@@ -106,21 +125,78 @@ func (ix *Index) scan(q []float32, nq, nprobe, k int, radius float32, emit func(
 	d := ix.p.D
 	for lo := 0; lo < nq; lo += queryBlock {
 		hi := min(lo+queryBlock, nq)
-		if err := ix.scanBlock(snap, qs[lo*d:hi*d], hi-lo, nprobe, k, ir, func(qi int, dist []float32, id []int64) {
-			for j := range dist {
-				switch ix.p.Metric {
-				case InnerProduct:
-					dist[j] = -dist[j]
-				case Cosine:
-					dist[j] = 1 - dist[j]/2
-				}
-			}
+		bq := qs[lo*d : hi*d]
+		req, residual := ix.scanRequest(snap, bq, hi-lo, nprobe, k, s == nil)
+		out := func(qi int, dist []float32, id []int64) {
+			ix.userScores(dist, id)
 			emit(lo+qi, dist, id)
-		}); err != nil {
+		}
+		if s == nil {
+			err = scanLists(req, snap, ix.threads(), radius, func() listScorer { return ix.scorer(req, residual, bq) }, out)
+		} else {
+			err = scanWith(s, req, snap, out)
+		}
+		putFloats(req.QTables)
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// scanWith has s scan the block req and hands each query's k results,
+// padding included, to emit.
+func scanWith(s Scanner, req *ScanRequest, src ListSource, emit func(qi int, d []float32, id []int64)) error {
+	bd, bi, err := s.Scan(req, src)
+	if err != nil {
+		return err
+	}
+	k := req.K
+	if len(bd) != req.NQ*k || len(bi) != req.NQ*k {
+		return fmt.Errorf("ivf: scanner returned %d distances and %d ids for %d queries x %d", len(bd), len(bi), req.NQ, k)
+	}
+	for qi := 0; qi < req.NQ; qi++ {
+		emit(qi, bd[qi*k:(qi+1)*k], bi[qi*k:(qi+1)*k])
+	}
+	return nil
+}
+
+// scorer returns a listScorer for one worker of the index's own scan of
+// req: exact distances for IVF-Flat, tables from residuals when
+// residual, else req's tables.
+func (ix *Index) scorer(req *ScanRequest, residual bool, qs []float32) listScorer {
+	switch {
+	case ix.p.Flat:
+		return &flatScorer{req: req, qs: qs, ix: ix}
+	case residual:
+		return newTableScorer(req, ix, qs)
+	default:
+		return newTableScorer(req, nil, nil)
+	}
+}
+
+// userScores turns internal scores into the metric's, in place; an
+// entry whose id is negative (a scanner's padding) gets padScore.
+func (ix *Index) userScores(d []float32, ids []int64) {
+	pad := ix.padScore()
+	for j := range d {
+		switch {
+		case ids[j] < 0:
+			d[j] = pad
+		case ix.p.Metric == InnerProduct:
+			d[j] = -d[j]
+		case ix.p.Metric == Cosine:
+			d[j] = 1 - d[j]/2
+		}
+	}
+}
+
+// padScore is the score of a missing result: the worst of the metric.
+func (ix *Index) padScore() float32 {
+	if ix.p.Metric.HigherIsBetter() {
+		return float32(math.Inf(-1))
+	}
+	return float32(math.Inf(1))
 }
 
 type probe struct {
@@ -132,8 +208,7 @@ type probe struct {
 // lists: sel[qi*nprobe+j] is (qi, coarse score) and sellist[qi*nprobe+j]
 // the list. Coarse scores of a block of queries are one matrix product
 // per thread, in few large chunks since the kernel packs the centroids
-// once per call. Search and SearchWith share it, so a Scanner sees
-// exactly Search's probes.
+// once per call.
 func (ix *Index) selectProbes(qs []float32, nq, nprobe int) ([]probe, []int32) {
 	d, nl := ix.p.D, ix.p.NList
 	coarse := getFloats(nq * nl)
@@ -182,178 +257,92 @@ func (ix *Index) selectProbes(qs []float32, nq, nprobe int) ([]probe, []int32) {
 	return sel, sellist
 }
 
-func (ix *Index) scanBlock(snap Snapshot, qs []float32, nq, nprobe, k int, radius float32, emit func(int, []float32, []int64)) error {
-	d, nl := ix.p.D, ix.p.NList
-	// 1. Coarse step: nprobe lists per query.
+// scanRequest does the coarse step of a block of queries, groups the
+// probes by list (a counting sort: lists ascending, each list's probes in
+// query order), has snap prefetch the probed lists, and adds the tables
+// of a PQ index: the per-query terms (QTables, from the float pool: the
+// caller puts them back) and, for L2 by residual, the per-list terms,
+// which are the precomputed table's rows or, without one, computed for
+// the block's probed lists. For the index's own scan (own) L2 by residual
+// without precomputed tables has no tables at all: each pair's table
+// comes from its residual, and residual is true. IVF-Flat requests have
+// no tables (M is 0); range search requests have K 0. Search and
+// SearchWith share it, so a Scanner sees exactly Search's probes and
+// tables.
+func (ix *Index) scanRequest(snap Snapshot, qs []float32, nq, nprobe, k int, own bool) (req *ScanRequest, residual bool) {
+	nl := ix.p.NList
 	sel, sellist := ix.selectProbes(qs, nq, nprobe)
-	byList := make([][]probe, nl)
+	req = &ScanRequest{NQ: nq, K: k}
+	count := make([]int, nl+1)
+	for _, l := range sellist {
+		count[l+1]++
+	}
+	for l := 0; l < nl; l++ {
+		if count[l+1] > 0 {
+			req.Lists = append(req.Lists, l)
+		}
+		count[l+1] += count[l]
+	}
+	req.ProbeStart = make([]int, 0, len(req.Lists)+1)
+	for _, l := range req.Lists {
+		req.ProbeStart = append(req.ProbeStart, count[l])
+	}
+	req.ProbeStart = append(req.ProbeStart, len(sel))
+	req.ProbeQuery = make([]int32, len(sel))
+	req.ProbeCoarse = make([]float32, len(sel))
 	for i, pr := range sel {
-		l := sellist[i]
-		byList[l] = append(byList[l], pr)
-	}
-	var probed []int
-	for l, ps := range byList {
-		if len(ps) > 0 {
-			probed = append(probed, l)
+		p := count[sellist[i]]
+		count[sellist[i]]++
+		req.ProbeQuery[p] = pr.q
+		if ix.p.ByResidual { // the coarse term is part of a code's score
+			req.ProbeCoarse[p] = pr.coarse
 		}
 	}
-	snap.Prefetch(probed)
-
-	// 2. Per-query tables shared by all the lists the query probes.
-	var qtab []float32
-	var m, ksub int
-	if !ix.p.Flat {
-		m, ksub = ix.pq.M, ix.pq.Ksub
-		qtab = getFloats(nq * m * ksub)
-		defer putFloats(qtab)
-		// L2 on residuals without precomputed tables computes each pair's
-		// table from the residual instead (pairTable).
-		ix.queryTables(qs, nq, qtab, ix.precomp != nil)
+	snap.Prefetch(req.Lists)
+	if ix.p.Flat {
+		return req, false
 	}
-
-	// 3. Scan: workers take lists; each keeps its own per-query results.
-	threads := ix.threads()
-	type wstate struct {
-		heaps []*vecmath.TopK
-		rd    [][]float32
-		rid   [][]int64
-		table []float32
-		out   []float32
-		res   []float32
-		vecs  []float32
-		err   error
-	}
-	ws := make([]wstate, threads)
-	var spare []*heapSet // per worker: heaps kept from earlier blocks
-	if k > 0 {
-		spare = make([]*heapSet, threads)
-		defer func() {
-			for _, hs := range spare {
-				heapPool.Put(hs)
-			}
-		}()
-	}
-	for w := range ws {
-		if k > 0 {
-			ws[w].heaps = make([]*vecmath.TopK, nq)
-			spare[w] = getHeapSet(nq)
-		} else {
-			ws[w].rd, ws[w].rid = make([][]float32, nq), make([][]int64, nq)
-		}
-		if !ix.p.Flat {
-			ws[w].table = make([]float32, m*ksub)
-		}
-	}
-	vecmath.ParallelFor(len(probed), 1, threads, func(lo, hi, w int) {
-		st := &ws[w]
-		for _, l := range probed[lo:hi] {
-			if st.err != nil {
-				return
-			}
-			ids, codes, err := snap.ReadList(l)
-			if err != nil {
-				st.err = err
-				return
-			}
-			n := len(ids)
-			if n == 0 {
-				continue
-			}
-			if ix.p.Flat {
-				st.vecs = decodeFlat(codes, n, d, st.vecs)
-			}
-			for _, pr := range byList[l] {
-				qi := int(pr.q)
-				qv := qs[qi*d : (qi+1)*d]
-				// Distances of this (query, list) pair.
-				var dist []float32
-				switch {
-				case ix.p.Flat:
-					if cap(st.out) < n {
-						st.out = make([]float32, n)
-					}
-					dist = st.out[:n]
-					if ix.p.Metric == InnerProduct {
-						vecmath.InnerProducts(qv, 1, st.vecs, n, d, dist)
-						for i := range dist {
-							dist[i] = -dist[i]
-						}
-					} else {
-						vecmath.L2SqrBatch(qv, 1, st.vecs, n, d, nil, dist)
-					}
-				default:
-					ix.pairTable(st.table, qtab, qi, l, pr.coarse, qv, &st.res)
-				}
-				if k > 0 {
-					h := st.heaps[qi]
-					if h == nil {
-						h = spare[w].all[qi]
-						h.Reset(k)
-						st.heaps[qi] = h
-					}
-					if dist != nil {
-						for i, v := range dist {
-							h.Push(v, ids[i])
-						}
-					} else {
-						pq.ScanTopK(st.table, m, codes, ids, n, k, h)
-					}
-					continue
-				}
-				if dist == nil {
-					if cap(st.out) < n {
-						st.out = make([]float32, n)
-					}
-					dist = st.out[:n]
-					pq.ScanL2(st.table, m, codes, n, dist)
-				}
-				for i, v := range dist {
-					if v < radius {
-						st.rd[qi] = append(st.rd[qi], v)
-						st.rid[qi] = append(st.rid[qi], ids[i])
-					}
-				}
-			}
-		}
-	})
-	for _, st := range ws {
-		if st.err != nil {
-			return st.err
-		}
-	}
-	// 4. Merge the workers' results of each query: in parallel for top-k
-	// (emit writes query qi's own results), which matters at nprobe 1,
-	// where the merge is a tenth of the work.
-	if k > 0 {
-		vecmath.ParallelFor(nq, 64, threads, func(lo, hi, _ int) {
-			final := vecmath.NewTopK(k)
-			for qi := lo; qi < hi; qi++ {
-				fd, fid := mergeHeaps(final, k, len(ws), func(w int) *vecmath.TopK { return ws[w].heaps[qi] })
-				emit(qi, fd, fid)
+	req.M, req.Ksub = ix.pq.M, ix.pq.Ksub
+	mk := req.M * req.Ksub
+	l2res := ix.p.ByResidual && ix.p.Metric != InnerProduct
+	switch {
+	case l2res && ix.precomp != nil:
+		req.ListTables = func(l int) []float32 { return ix.precomp[l*mk : (l+1)*mk] }
+		req.Precomputed, req.PrecomputedID = ix.precomp, ix.precompID
+	case l2res && own:
+		return req, true
+	case l2res:
+		// No precomputed tables: the per-list terms of the probed lists.
+		terms := make([]float32, len(req.Lists)*mk)
+		at := make(map[int]int, len(req.Lists))
+		ynorm := ix.codeNorms()
+		vecmath.ParallelFor(len(req.Lists), 8, ix.Threads, func(lo, hi, _ int) {
+			ip := make([]float32, mk)
+			for i := lo; i < hi; i++ {
+				ix.listTerm(req.Lists[i], ynorm, ip, terms[i*mk:(i+1)*mk])
 			}
 		})
-		return nil
-	}
-	for qi := 0; qi < nq; qi++ {
-		var rd []float32
-		var rid []int64
-		for w := range ws {
-			rd = append(rd, ws[w].rd[qi]...)
-			rid = append(rid, ws[w].rid[qi]...)
+		for i, l := range req.Lists {
+			at[l] = i
 		}
-		sortPairs(rd, rid)
-		emit(qi, rd, rid)
+		req.ListTables = func(l int) []float32 {
+			i, ok := at[l]
+			if !ok {
+				return nil // not probed in this block; scanners only ask for probed lists
+			}
+			return terms[i*mk : (i+1)*mk]
+		}
 	}
-	return nil
+	req.QTables = getFloats(nq * mk)
+	ix.queryTables(qs, nq, req.QTables)
+	return req, false
 }
 
 // queryTables fills out (nq rows of M*Ksub) with each query's term of the
 // PQ distance tables: -<q, y> for inner product, ||q - y||^2 without
-// residuals, and, when residualL2, -2<q, y> for L2 on residuals (the
-// per-query part of FAISS's decomposition; rows are left alone
-// otherwise). Search and SearchWith share it, so a Scanner gets Search's
-// tables bit for bit.
-func (ix *Index) queryTables(qs []float32, nq int, out []float32, residualL2 bool) {
+// residuals, and -2<q, y> for L2 on residuals (the per-query part of
+// FAISS's decomposition).
+func (ix *Index) queryTables(qs []float32, nq int, out []float32) {
 	d, mk := ix.p.D, ix.pq.M*ix.pq.Ksub
 	vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
 		for qi := lo; qi < hi; qi++ {
@@ -367,7 +356,7 @@ func (ix *Index) queryTables(qs []float32, nq int, out []float32, residualL2 boo
 				}
 			case !ix.p.ByResidual:
 				ix.pq.ComputeDistanceTable(qv, t)
-			case residualL2:
+			default:
 				ix.pq.ComputeInnerProductTable(qv, t)
 				vecmath.Axpy(t, -3, t) // t = -2 t
 			}
@@ -375,72 +364,18 @@ func (ix *Index) queryTables(qs []float32, nq int, out []float32, residualL2 boo
 	})
 }
 
-// mergeHeaps merges one query's per-worker heaps (heap(w) may be nil)
-// into final, reset to k, and returns the k best sorted.
-func mergeHeaps(final *vecmath.TopK, k, workers int, heap func(w int) *vecmath.TopK) ([]float32, []int64) {
-	final.Reset(k)
-	for w := 0; w < workers; w++ {
-		if h := heap(w); h != nil {
-			hd, hid := h.Sorted()
-			for j := range hd {
-				final.Push(hd[j], hid[j])
-			}
-		}
+// residualTable fills table with the L2 distance table of the residual
+// of query qv to list l's centroid: Search's pair tables for L2 by
+// residual without precomputed tables. res is scratch.
+func (ix *Index) residualTable(table []float32, l int, qv []float32, res *[]float32) {
+	d := ix.p.D
+	*res = grow(*res, d)
+	r := *res
+	c := ix.centroids[l*d : (l+1)*d]
+	for j := range r {
+		r[j] = qv[j] - c[j]
 	}
-	return final.Sorted()
-}
-
-// pairTable fills table with the distance table of query qi against list
-// l, such that summing one entry per sub-quantizer gives the internal
-// score of a code of that list.
-func (ix *Index) pairTable(table, qtab []float32, qi, l int, coarse float32, qv []float32, res *[]float32) {
-	mk := ix.pq.M * ix.pq.Ksub
-	qt := qtab[qi*mk : (qi+1)*mk]
-	switch {
-	case !ix.p.ByResidual:
-		copy(table, qt)
-		return
-	case ix.p.Metric == InnerProduct:
-		// <q, c + y> = <q, c> + sum_m <q_m, y_m>; coarse is -<q, c>.
-		copy(table, qt)
-	case ix.precomp != nil:
-		// ||q - c - y||^2 = ||q - c||^2 + (||y||^2 + 2<c, y>) - 2<q, y>.
-		vecmath.Add(table, ix.precomp[l*mk:(l+1)*mk], qt)
-	default:
-		d := ix.p.D
-		if cap(*res) < d {
-			*res = make([]float32, d)
-		}
-		r := (*res)[:d]
-		c := ix.centroids[l*d : (l+1)*d]
-		for j := range r {
-			r[j] = qv[j] - c[j]
-		}
-		ix.pq.ComputeDistanceTable(r, table)
-		return
-	}
-	// The term shared by every code of the list goes into sub-table 0.
-	for i := 0; i < ix.pq.Ksub; i++ {
-		table[i] += coarse
-	}
-}
-
-// heapSet is one worker's per-query heaps, kept across blocks so that a
-// search allocates them once, not once per (worker, query) and block.
-type heapSet struct{ all []*vecmath.TopK }
-
-var heapPool sync.Pool
-
-// getHeapSet returns a set of at least n heaps.
-func getHeapSet(n int) *heapSet {
-	hs, _ := heapPool.Get().(*heapSet)
-	if hs == nil {
-		hs = &heapSet{}
-	}
-	for len(hs.all) < n {
-		hs.all = append(hs.all, vecmath.NewTopK(0))
-	}
-	return hs
+	ix.pq.ComputeDistanceTable(r, table)
 }
 
 // floatPool recycles the large per-block buffers (coarse scores, query
@@ -455,36 +390,8 @@ func getFloats(n int) []float32 {
 	return make([]float32, n)
 }
 
-func putFloats(b []float32) { floatPool.Put(&b) }
-
-func decodeFlat(codes []byte, n, d int, buf []float32) []float32 {
-	if cap(buf) < n*d {
-		buf = make([]float32, n*d)
+func putFloats(b []float32) {
+	if b != nil {
+		floatPool.Put(&b)
 	}
-	buf = buf[:n*d]
-	for i := range buf {
-		buf[i] = math.Float32frombits(binary.LittleEndian.Uint32(codes[4*i:]))
-	}
-	return buf
-}
-
-// sortPairs sorts (dist, id) pairs by distance, then id.
-func sortPairs(d []float32, ids []int64) {
-	idx := make([]int, len(d))
-	for i := range idx {
-		idx[i] = i
-	}
-	sortIdx(idx, func(a, b int) bool {
-		if d[a] != d[b] {
-			return d[a] < d[b]
-		}
-		return ids[a] < ids[b]
-	})
-	nd := make([]float32, len(d))
-	ni := make([]int64, len(ids))
-	for i, j := range idx {
-		nd[i], ni[i] = d[j], ids[j]
-	}
-	copy(d, nd)
-	copy(ids, ni)
 }

@@ -115,7 +115,7 @@ func (s *ShardedScanner) Scan(req *ScanRequest, src ListSource) ([]float32, []in
 				}
 			}
 			hd, hid := h.Sorted()
-			putPadded(dist[q*k:(q+1)*k], ids[q*k:(q+1)*k], hd, hid)
+			putPadded(dist[q*k:(q+1)*k], ids[q*k:(q+1)*k], hd, hid, padInf)
 		}
 	})
 	return dist, ids, nil

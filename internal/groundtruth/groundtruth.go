@@ -9,28 +9,16 @@ import (
 	"github.com/shelfdb/shelf/internal/vecmath"
 )
 
-// Metric is the similarity a search ranks by.
-type Metric int
+// Metric is the similarity a search ranks by: vecmath.Metric, the
+// project's one metric type. KNN takes L2 and InnerProduct; for cosine,
+// normalize the vectors and rank by inner product.
+type Metric = vecmath.Metric
 
+// The metrics KNN takes.
 const (
-	// L2 ranks by squared Euclidean distance, smallest first
-	// (faiss.METRIC_L2).
-	L2 Metric = iota
-	// InnerProduct ranks by inner product, largest first
-	// (faiss.METRIC_INNER_PRODUCT).
-	InnerProduct
+	L2           = vecmath.L2
+	InnerProduct = vecmath.InnerProduct
 )
-
-// String returns "l2" or "ip", the names the benchmark scripts use.
-func (m Metric) String() string {
-	switch m {
-	case L2:
-		return "l2"
-	case InnerProduct:
-		return "ip"
-	}
-	return fmt.Sprintf("Metric(%d)", int(m))
-}
 
 const (
 	// baseBlock is the number of base rows whose distances to a query
