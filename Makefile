@@ -25,6 +25,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOpenReadOnly$$' -fuzztime $(FUZZTIME) ./store/
 	$(GO) test -run '^$$' -fuzz '^FuzzOps$$' -fuzztime $(FUZZTIME) ./slots/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime $(FUZZTIME) ./pq/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFAISS$$' -fuzztime $(FUZZTIME) ./faissio/
 
 demo:
 	$(GO) run ./tools/shelf demo

@@ -8,6 +8,10 @@
 // an index built in memory moves to disk with ToDisk, which uses the
 // store's two-pass merge. Flat two-level codes (list number + PQ code,
 // faiss::Index2Layer) are the exchange format of the parallel build.
+// FAISS index files are package faissio's: it builds an index from a
+// file's parts with NewTrained and CreateFrom (in memory, or a directory
+// made the one way ToDisk makes it) and exports one through Params,
+// Centroids, PQ and Lists.
 //
 // Invariants: a trained model (centroids, PQ codebooks, metric) never
 // changes; it is written once, checksummed, beside the lists. Distances
