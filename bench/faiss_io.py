@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""FAISS side of the FAISS file tests (ivf/faissio_test.go, tools/faiss_test.go).
+"""FAISS side of the FAISS file tests (faissio/faissio_test.go, tools/faiss_test.go).
 
 Builds FAISS IVF indexes and writes them with faiss.write_index, and reads
 index files (FAISS's own or Shelf's exports) and searches them, so that the

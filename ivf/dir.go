@@ -16,8 +16,9 @@ import (
 //	DIR/lists/       the store of the lists (store/), with the index's
 //	                 records (next id, id bounds) in its commits
 //
-// It is created one way only (createDir): the lists first, with the next
-// id and the id bounds in the same commit as the vectors, the model last.
+// It is created one way only (createDir, for ToDisk and CreateFrom): the
+// lists first, with the next id and the id bounds in the same commit as
+// the vectors, the model last.
 // A directory without a model is not an index: Open refuses it, and a
 // new creation in it replaces what an interrupted one left.
 const (
@@ -104,16 +105,17 @@ func createStep(step string) {
 }
 
 // createDir makes dir an index directory holding ix's trained model and
-// the entries of srcs, with the id bookkeeping ids returns once srcs were
-// read, and returns its store.
+// the entries of src, and returns its store and the id bookkeeping it
+// stored: start's, after the ids read from src (idTracker), so that the
+// records describe exactly the vectors of the commit.
 // The order is what makes an interrupted creation harmless: the lists
 // first, their entries and ids' records in one commit, then the model,
 // written atomically; until the model is there, dir is not an index, and
 // a later createDir removes what was left.
-func createDir(dir string, ix *Index, srcs []Source, ids func() idState) (_ *store.Store, err error) {
+func createDir(dir string, ix *Index, src Source, start idState) (_ *store.Store, _ idState, err error) {
 	created, err := prepareDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, idState{}, err
 	}
 	listsDir := filepath.Join(dir, listsName)
 	var st *store.Store
@@ -134,27 +136,24 @@ func createDir(dir string, ix *Index, srcs []Source, ids func() idState) (_ *sto
 		NumLists: ix.p.NList, CodeSize: ix.p.CodeSize(), Progress: ix.storeProgress,
 	})
 	if err != nil {
-		return nil, err
+		return nil, idState{}, err
 	}
 	createStep("store")
-	ss := make([]store.Source, len(srcs))
-	for i, s := range srcs {
-		ss[i] = s
-	}
-	after := func() map[string][]byte { return ids().meta() }
-	if _, err = st.MergeFrom(ss, &store.MergeOptions{MetaAfter: after}); err != nil {
-		return nil, err
+	tr := newIDTracker(src, start)
+	after := func() map[string][]byte { return tr.state().meta() }
+	if _, err = st.MergeFrom([]store.Source{tr}, &store.MergeOptions{MetaAfter: after}); err != nil {
+		return nil, idState{}, err
 	}
 	createStep("lists")
 	model, err := ix.marshalModel()
 	if err != nil {
-		return nil, err
+		return nil, idState{}, err
 	}
 	if err = writeFileAtomic(filepath.Join(dir, modelName), model, createStep); err != nil {
-		return nil, fmt.Errorf("ivf: write %s: %w", filepath.Join(dir, modelName), err)
+		return nil, idState{}, fmt.Errorf("ivf: write %s: %w", filepath.Join(dir, modelName), err)
 	}
 	createStep("model")
-	return st, nil
+	return st, tr.state(), nil
 }
 
 // prepareDir checks that dir may become an index (CheckNewDir), makes it
@@ -226,14 +225,16 @@ func (ix *Index) ToDisk(dir string) error {
 	}
 	defer snap.Release()
 	ix.mu.Lock()
-	ids := ix.ids
+	start := ix.ids
 	ix.mu.Unlock()
-	st, err := createDir(dir, ix, []Source{snap}, func() idState { return ids })
+	st, ids, err := createDir(dir, ix, snap, start)
 	if err != nil {
 		return err
 	}
 	dl := &diskLists{s: st}
-	ix.lists, ix.disk, ix.dir = dl, dl, dir
+	ix.mu.Lock()
+	ix.lists, ix.disk, ix.dir, ix.ids = dl, dl, dir, ids
+	ix.mu.Unlock()
 	return nil
 }
 

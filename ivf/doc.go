@@ -9,12 +9,17 @@
 // writes its records. An index directory (dir.go) holds the model file,
 // written once and checksummed, and the store of the lists, whose commits
 // also carry the index's id bookkeeping (ids.go). It is created one way
-// only (createDir, used by ToDisk and the FAISS import): lists first, with
+// only (createDir, used by ToDisk and CreateFrom): lists first, with
 // the next id and id bounds in the same commit as the vectors, the model
 // last. Open, Compact, StorageStats, Merge (code blocks and other
 // indexes) and Refresh are the index's operations on it. The code block
 // format of the parallel build (blocks.go: EncodeBlock, then MergeBlocks)
 // is defined here too.
+//
+// FAISS index files are package faissio's: it builds an index from a
+// file's parts with NewTrained and CreateFrom (in memory, or a directory
+// made the one way ToDisk makes it) and exports one through Params,
+// Centroids, PQ and Lists.
 //
 // The lists are behind the Lists interface (faiss::InvertedLists): the
 // in-memory MemLists and the store of an index directory; Index uses
@@ -33,6 +38,6 @@
 //
 // # Imports
 //
-// pq/, kmeans/, store/ and internal/ packages; never gpu/, tools/ or the
-// FAISS file package, and no mmap or unsafe code.
+// pq/, kmeans/, store/ and internal/ packages; never gpu/, tools/ or
+// faissio/, and no mmap or unsafe code.
 package ivf

@@ -284,7 +284,7 @@ func (ix *Index) PrecomputedTableBytes() int64 { return int64(len(ix.precomp)) *
 func (ix *Index) assign(x []float32, n int) []int32 {
 	idx := make([]int32, n)
 	dist := make([]float32, n)
-	if ix.p.Metric == InnerProduct && !unitCentroids(ix.centroids, ix.p.D) {
+	if ix.p.Metric == InnerProduct && !vecmath.UnitRows(ix.centroids, ix.p.D) {
 		ix.argMaxIP(x, n, idx)
 		return idx
 	}
@@ -292,16 +292,6 @@ func (ix *Index) assign(x []float32, n int) []int32 {
 	// the nearest in L2, so one kernel serves every metric.
 	vecmath.ArgMinL2(x, n, ix.centroids, ix.p.NList, ix.p.D, ix.cnorms, idx, dist, ix.Threads)
 	return idx
-}
-
-func unitCentroids(c []float32, d int) bool {
-	for i := 0; i+d <= len(c); i += d {
-		nrm := vecmath.Dot(c[i:i+d], c[i:i+d])
-		if math.Abs(float64(nrm)-1) > 1e-3 {
-			return false
-		}
-	}
-	return true
 }
 
 func (ix *Index) argMaxIP(x []float32, n int, out []int32) {

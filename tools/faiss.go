@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shelfdb/shelf/faissio"
 	"github.com/shelfdb/shelf/internal/progress"
 	"github.com/shelfdb/shelf/ivf"
 )
@@ -33,7 +34,7 @@ func faissBar(env *Env, quiet bool, unit string) (func(stage string, done, total
 }
 
 // faissModel describes a FAISS index in one line.
-func faissModel(info *ivf.FAISSInfo) string {
+func faissModel(info *faissio.Info) string {
 	s := fmt.Sprintf("%s (%q), d=%d, nlist=%d", info.Type, info.FourCC, info.D, info.NList)
 	if info.M > 0 {
 		s += fmt.Sprintf(", M=%d (%d-bit codes)", info.M, info.Nbits)
@@ -67,13 +68,13 @@ func runImportFAISS(env *Env) error {
 	if err := checkNewIndexDir(*dir); err != nil {
 		return err
 	}
-	info, err := ivf.InspectFAISS(*in)
+	info, err := faissio.Inspect(*in)
 	if err != nil {
 		return err
 	}
 	report, finish := faissBar(env, *quiet, "vectors")
 	t0 := time.Now()
-	ix, err := ivf.ImportFAISS(*in, *dir, &ivf.ImportOptions{Progress: report, Cosine: *cosine})
+	ix, err := faissio.Import(*in, *dir, &faissio.ImportOptions{Progress: report, Cosine: *cosine})
 	finish()
 	if err != nil {
 		return err
@@ -134,13 +135,13 @@ func runExportFAISS(env *Env) error {
 	p := ix.Params()
 	report, finish := faissBar(env, *quiet, "vectors")
 	t0 := time.Now()
-	err = ix.WriteFAISS(*out, &ivf.ExportOptions{OnDiskData: *ondisk, CosineAsInnerProduct: *asIP, Progress: report})
+	err = faissio.Write(ix, *out, &faissio.ExportOptions{OnDiskData: *ondisk, CosineAsInnerProduct: *asIP, Progress: report})
 	finish()
 	if err != nil {
 		return err
 	}
 	el := time.Since(t0).Seconds()
-	info, err := ivf.InspectFAISS(*out)
+	info, err := faissio.Inspect(*out)
 	if err != nil {
 		return fmt.Errorf("the exported file does not read back: %w", err)
 	}

@@ -1,12 +1,9 @@
 package tools
 
 import (
-	"encoding/json"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -16,27 +13,6 @@ import (
 	"github.com/shelfdb/shelf/internal/vecio"
 	"github.com/shelfdb/shelf/ivf"
 )
-
-// faissIO runs bench/faiss_io.py on tasks in dir.
-func faissIO(t *testing.T, dir string, tasks ...map[string]any) {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	script, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", "bench", "faiss_io.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, _ := json.Marshal(tasks)
-	path := filepath.Join(dir, "tasks.json")
-	if err := os.WriteFile(path, spec, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(faisstest.Python, script, path)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("faiss_io.py: %v\n%s", err, out)
-	}
-}
 
 func faissSearchResults(t *testing.T, dir, name string) ([]float32, []int64) {
 	t.Helper()
@@ -81,7 +57,7 @@ func TestFAISSBinary(t *testing.T) {
 		return map[string]any{"op": "search", "index": index, "queries": qF, "k": k, "nprobe": 4,
 			"dist": name + "-d.npy", "labels": name + "-i.npy"}
 	}
-	faissIO(t, dir,
+	faisstest.RunIO(t, dir,
 		map[string]any{"op": "build", "base": baseF, "ids": idsF, "factory": "IVF16,PQ4", "metric": "l2", "by_residual": true, "out": "in.index"},
 		map[string]any{"op": "build", "base": baseF, "ids": idsF, "factory": "IVF16,PQ4", "metric": "l2", "by_residual": true,
 			"out": "in-od.index", "ondisk": "in-od.ivfdata"},
@@ -141,7 +117,7 @@ func TestFAISSBinary(t *testing.T) {
 	if !strings.Contains(out, "OnDiskInvertedLists") {
 		t.Errorf("export-faiss --ondisk output:\n%s", out)
 	}
-	faissIO(t, dir, search("out.index", "out"), search("out-od.index", "out-od"))
+	faisstest.RunIO(t, dir, search("out.index", "out"), search("out-od.index", "out-od"))
 	for _, name := range []string{"out", "out-od"} {
 		fD, fI := faissSearchResults(t, dir, name)
 		if !slices.Equal(fI, inI) || !slices.Equal(fD, inD) {

@@ -37,6 +37,20 @@ func Norms2(x []float32, d int, out []float32) {
 	}
 }
 
+// UnitRows reports whether every row of the row-major matrix x (row
+// length d) has an L2 norm of 1, its squared norm within 1e-3 of 1 (what
+// normalization leaves after float32 rounding): the centroids of
+// spherical k-means, of which the nearest in L2 is the one of largest
+// inner product.
+func UnitRows(x []float32, d int) bool {
+	for i := 0; i+d <= len(x); i += d {
+		if math.Abs(float64(dot(x[i:i+d], x[i:i+d]))-1) > 1e-3 {
+			return false
+		}
+	}
+	return true
+}
+
 // InnerProducts writes out[i*ny+j] = <x_i, y_j> for the nx rows of x and the
 // ny rows of y, both row-major with row length d. It is a cache-blocked
 // matrix product x * y^T: y is cut into column panels that stay in L1/L2

@@ -1,4 +1,4 @@
-package ivf
+package faissio
 
 import (
 	"bytes"
@@ -9,9 +9,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -19,33 +17,11 @@ import (
 	"github.com/shelfdb/shelf/internal/faisstest"
 	"github.com/shelfdb/shelf/internal/synth"
 	"github.com/shelfdb/shelf/internal/vecio"
+	"github.com/shelfdb/shelf/ivf"
 )
 
-// faissTask is one task of bench/faiss_io.py.
-type faissTask map[string]any
-
-// runFAISSIO runs bench/faiss_io.py on tasks, in dir.
-func runFAISSIO(t *testing.T, dir string, tasks ...faissTask) {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	script, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", "bench", "faiss_io.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, _ := json.Marshal(tasks)
-	f, err := os.CreateTemp(dir, "tasks-*.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Write(spec)
-	f.Close()
-	cmd := exec.Command(faisstest.Python, script, f.Name())
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("faiss_io.py: %v\n%s", err, out)
-	}
-}
+// faissTask is one task of bench/faiss_io.py (faisstest.RunIO).
+type faissTask = map[string]any
 
 // readFAISSResults reads the distances and ids a search task wrote.
 func readFAISSResults(t *testing.T, dist, labels string) ([]float32, []int64) {
@@ -138,9 +114,9 @@ func newFAISSTestData(t *testing.T, dir string, n, d, nq int) faissTestData {
 	return td
 }
 
-// checkErr requires err to wrap one of the sentinels.
+// isParseError reports whether err wraps one of the parser's sentinels.
 func isParseError(err error) bool {
-	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupported)
+	return errors.Is(err, ivf.ErrCorrupt) || errors.Is(err, ErrUnsupported)
 }
 
 // TestImportFAISS has FAISS build IVF-PQ and IVF-Flat indexes (L2 and
@@ -192,12 +168,12 @@ func TestImportFAISS(t *testing.T) {
 	for name, f := range unsupported {
 		tasks = append(tasks, faissTask{"op": "build", "base": td.baseF, "factory": f, "metric": "l2", "out": "unsup-" + name + ".index"})
 	}
-	runFAISSIO(t, dir, tasks...)
+	faisstest.RunIO(t, dir, tasks...)
 
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(dir, c.name+".index")
-			info, err := InspectFAISS(path)
+			info, err := Inspect(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,18 +181,18 @@ func TestImportFAISS(t *testing.T) {
 			if c.addN > 0 {
 				wantN = int64(c.addN)
 			}
-			if info.D != d || info.NList != c.nlist || info.NTotal != wantN || (info.Metric == InnerProduct) != (c.metric == "ip") {
-				t.Fatalf("InspectFAISS: %+v", info)
+			if info.D != d || info.NList != c.nlist || info.NTotal != wantN || (info.Metric == ivf.InnerProduct) != (c.metric == "ip") {
+				t.Fatalf("Inspect: %+v", info)
 			}
 			if (c.ondisk != "") != (info.Lists == "ilod") || (c.ondisk != "" && filepath.Base(info.DataFile) != c.ondisk) {
-				t.Fatalf("InspectFAISS lists %q, data file %q", info.Lists, info.DataFile)
+				t.Fatalf("Inspect lists %q, data file %q", info.Lists, info.DataFile)
 			}
-			mem, err := ReadFAISS(path)
+			mem, err := Read(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var stages []string
-			disk, err := ImportFAISS(path, filepath.Join(dir, c.name+"-shelf"), &ImportOptions{Progress: func(s string, done, total int64) {
+			disk, err := Import(path, filepath.Join(dir, c.name+"-shelf"), &ImportOptions{Progress: func(s string, done, total int64) {
 				if done > total || total != wantN {
 					t.Errorf("progress %s %d of %d", s, done, total)
 				}
@@ -237,13 +213,13 @@ func TestImportFAISS(t *testing.T) {
 			}
 			// The next sequential id is max(ntotal, largest id + 1).
 			wantNext := td.ids[wantN-1] + 1
-			for _, ix := range []*Index{mem, disk} {
+			for _, ix := range []*ivf.Index{mem, disk} {
 				if ix.NextID() != wantNext || ix.NTotal() != wantN {
 					t.Fatalf("next id %d, ntotal %d; want %d, %d", ix.NextID(), ix.NTotal(), wantNext, wantN)
 				}
 			}
 			disk.Close()
-			disk, err = Open(filepath.Join(dir, c.name+"-shelf"), nil)
+			disk, err = ivf.Open(filepath.Join(dir, c.name+"-shelf"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +229,7 @@ func TestImportFAISS(t *testing.T) {
 			}
 			for _, np := range []int{4, c.nlist} {
 				fD, fI := readFAISSResults(t, filepath.Join(dir, fmt.Sprintf("%s-%d-d.npy", c.name, np)), filepath.Join(dir, fmt.Sprintf("%s-%d-i.npy", c.name, np)))
-				for name, ix := range map[string]*Index{"ReadFAISS": mem, "ImportFAISS": disk} {
+				for name, ix := range map[string]*ivf.Index{"Read": mem, "Import": disk} {
 					sD, sI, err := ix.Search(td.queries.Data, nq, kk, np)
 					if err != nil {
 						t.Fatal(err)
@@ -266,11 +242,11 @@ func TestImportFAISS(t *testing.T) {
 
 	t.Run("refusals", func(t *testing.T) {
 		// An existing index directory is refused, and left alone.
-		_, err := ImportFAISS(filepath.Join(dir, "pq-l2.index"), filepath.Join(dir, "pq-l2-shelf"), nil)
-		if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "already holds an index") {
+		_, err := Import(filepath.Join(dir, "pq-l2.index"), filepath.Join(dir, "pq-l2-shelf"), nil)
+		if !errors.Is(err, ivf.ErrExists) || !strings.Contains(err.Error(), "already holds an index") {
 			t.Fatalf("import into an index: %v", err)
 		}
-		if ix, err := Open(filepath.Join(dir, "pq-l2-shelf"), nil); err != nil {
+		if ix, err := ivf.Open(filepath.Join(dir, "pq-l2-shelf"), nil); err != nil {
 			t.Fatalf("the refused import damaged the index: %v", err)
 		} else {
 			ix.Close()
@@ -279,12 +255,12 @@ func TestImportFAISS(t *testing.T) {
 		lone := filepath.Join(t.TempDir(), "lone.index")
 		raw, _ := os.ReadFile(filepath.Join(dir, "pq-ondisk.index"))
 		os.WriteFile(lone, raw, 0o644)
-		_, err = ReadFAISS(lone)
+		_, err = Read(lone)
 		if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "pq-ondisk.ivfdata") || !strings.Contains(err.Error(), filepath.Join(filepath.Dir(lone), "pq-ondisk.ivfdata")) {
 			t.Fatalf("missing data file: %v", err)
 		}
 		target := filepath.Join(t.TempDir(), "x")
-		if _, err := ImportFAISS(lone, target, nil); err == nil {
+		if _, err := Import(lone, target, nil); err == nil {
 			t.Fatal("import without its data file succeeded")
 		}
 		if _, err := os.Stat(target); !errors.Is(err, fs.ErrNotExist) {
@@ -294,7 +270,7 @@ func TestImportFAISS(t *testing.T) {
 		want := map[string]string{"sq": `"IwSq" (IndexIVFScalarQuantizer)`, "pca": `"IxPT" (IndexPreTransform)`,
 			"hnsw": `quantizer "IHNf" (IndexHNSWFlat)`, "pq4": "nbits = 4", "idmap": `"IxMp" (IndexIDMap)`}
 		for name, msg := range want {
-			_, err := ReadFAISS(filepath.Join(dir, "unsup-"+name+".index"))
+			_, err := Read(filepath.Join(dir, "unsup-"+name+".index"))
 			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), msg) {
 				t.Errorf("%s: %v (want ErrUnsupported naming %s)", name, err, msg)
 			}
@@ -304,18 +280,18 @@ func TestImportFAISS(t *testing.T) {
 
 // shelfTestIndex trains a Shelf index on the test data and adds it: the
 // first half with the data's ids, the rest with sequential ids.
-func shelfTestIndex(t *testing.T, factory string, metric Metric, byResidual bool, td faissTestData) *Index {
+func shelfTestIndex(t *testing.T, factory string, metric ivf.Metric, byResidual bool, td faissTestData) *ivf.Index {
 	t.Helper()
-	p, err := ParseFactory(factory, td.base.D, metric)
+	p, err := ivf.ParseFactory(factory, td.base.D, metric)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.ByResidual = byResidual
-	ix, err := New(p)
+	ix, err := ivf.New(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ix.Train(td.base.Data, td.base.N, &TrainOptions{Seed: 3}); err != nil {
+	if err := ix.Train(td.base.Data, td.base.N, &ivf.TrainOptions{Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
 	d, half := td.base.D, td.base.N/2
@@ -355,23 +331,23 @@ func TestExportFAISS(t *testing.T) {
 	}
 	type tcase struct {
 		name, factory string
-		metric        Metric
+		metric        ivf.Metric
 		byResidual    bool
 		toDisk        bool
 		cosineAsL2    bool
 	}
 	cases := []tcase{
-		{"pq-l2", "IVF32,PQ8", L2, true, false, false},
-		{"pq-ip", "IVF32,PQ8", InnerProduct, true, false, false},
-		{"pq-l2-direct", "IVF32,PQ8", L2, false, false, false},
-		{"pq-cos", "IVF32,PQ8", Cosine, true, false, false},
-		{"pq-cos-as-l2", "IVF32,PQ8", Cosine, true, false, true},
-		{"flat-l2", "IVF32,Flat", L2, true, false, false},
-		{"flat-ip", "IVF32,Flat", InnerProduct, true, false, false},
-		{"flat-cos", "IVF32,Flat", Cosine, true, false, false},
-		{"pq-l2-disk", "IVF32,PQ8", L2, true, true, false},
+		{"pq-l2", "IVF32,PQ8", ivf.L2, true, false, false},
+		{"pq-ip", "IVF32,PQ8", ivf.InnerProduct, true, false, false},
+		{"pq-l2-direct", "IVF32,PQ8", ivf.L2, false, false, false},
+		{"pq-cos", "IVF32,PQ8", ivf.Cosine, true, false, false},
+		{"pq-cos-as-l2", "IVF32,PQ8", ivf.Cosine, true, false, true},
+		{"flat-l2", "IVF32,Flat", ivf.L2, true, false, false},
+		{"flat-ip", "IVF32,Flat", ivf.InnerProduct, true, false, false},
+		{"flat-cos", "IVF32,Flat", ivf.Cosine, true, false, false},
+		{"pq-l2-disk", "IVF32,PQ8", ivf.L2, true, true, false},
 	}
-	indexes := map[string]*Index{}
+	indexes := map[string]*ivf.Index{}
 	var tasks []faissTask
 	for _, c := range cases {
 		ix := shelfTestIndex(t, c.factory, c.metric, c.byResidual, td)
@@ -383,7 +359,7 @@ func TestExportFAISS(t *testing.T) {
 		}
 		indexes[c.name] = ix
 		q := td.qF
-		if c.metric == Cosine {
+		if c.metric == ivf.Cosine {
 			q = qnF
 		}
 		for _, ondisk := range []bool{false, true} {
@@ -397,14 +373,14 @@ func TestExportFAISS(t *testing.T) {
 			if opts == nil {
 				opts = &ExportOptions{}
 			}
-			opts.CosineAsInnerProduct = c.metric == Cosine && !c.cosineAsL2
+			opts.CosineAsInnerProduct = c.metric == ivf.Cosine && !c.cosineAsL2
 			opts.Progress = func(stage string, done, total int64) {
 				if stage != "export" || done < last || done > total || total != n {
 					t.Errorf("export progress %s %d of %d", stage, done, total)
 				}
 				last = done
 			}
-			if err := ix.WriteFAISS(filepath.Join(dir, name+".index"), opts); err != nil {
+			if err := Write(ix, filepath.Join(dir, name+".index"), opts); err != nil {
 				t.Fatal(err)
 			}
 			if last != n {
@@ -418,7 +394,7 @@ func TestExportFAISS(t *testing.T) {
 			}
 		}
 	}
-	runFAISSIO(t, dir, tasks...)
+	faisstest.RunIO(t, dir, tasks...)
 
 	for _, c := range cases {
 		ix := indexes[c.name]
@@ -448,7 +424,7 @@ func TestExportFAISS(t *testing.T) {
 				if ix.Params().Flat {
 					wantType = "IndexIVFFlat"
 				}
-				if c.metric == L2 || c.cosineAsL2 {
+				if c.metric == ivf.L2 || c.cosineAsL2 {
 					wantMetric = "l2"
 				}
 				if info.Type != wantType || info.D != d || info.NList != 32 || info.NTotal != n || info.Metric != wantMetric ||
@@ -463,12 +439,12 @@ func TestExportFAISS(t *testing.T) {
 				if !bytes.Equal(ours, theirs) {
 					t.Errorf("FAISS's write_index of the export differs from it (%d vs %d bytes)", len(theirs), len(ours))
 				}
-				fi, err := InspectFAISS(filepath.Join(dir, name+".index"))
+				fi, err := Inspect(filepath.Join(dir, name+".index"))
 				if err != nil {
 					t.Fatal(err)
 				}
 				if wantQ := map[string]string{"l2": "IndexFlatL2", "ip": "IndexFlatIP"}[wantMetric]; fi.Quantizer != wantQ || fi.NTotal != n {
-					t.Fatalf("InspectFAISS: %+v", fi)
+					t.Fatalf("Inspect: %+v", fi)
 				}
 				for _, np := range []int{4, 32} {
 					fD, fI := readFAISSResults(t, filepath.Join(dir, fmt.Sprintf("%s-%d-d.npy", name, np)), filepath.Join(dir, fmt.Sprintf("%s-%d-i.npy", name, np)))
@@ -484,7 +460,7 @@ func TestExportFAISS(t *testing.T) {
 							fD[i] = 1 - v/2
 						}
 					}
-					if c.metric != Cosine || c.cosineAsL2 || (ix.Params().Flat && np == 32) {
+					if c.metric != ivf.Cosine || c.cosineAsL2 || (ix.Params().Flat && np == 32) {
 						compareResults(t, what, nq, kk, k, sD, sI, fD, fI)
 						continue
 					}
@@ -498,10 +474,10 @@ func TestExportFAISS(t *testing.T) {
 // checkCosineExport checks FAISS's results on a cosine index exported as
 // inner product, which FAISS ranks by inner product where Shelf ranks by
 // the L2 distance of unit vectors and probes lists by L2 (the rankings
-// differ, see WriteFAISS): every FAISS score must be the inner product of
+// differ, see Write): every FAISS score must be the inner product of
 // the normalized query with the stored vector Shelf reconstructs for that
 // id.
-func checkCosineExport(t *testing.T, what string, ix *Index, qn vecio.Matrix, kk, k int, sI []int64, fD []float32, fI []int64) {
+func checkCosineExport(t *testing.T, what string, ix *ivf.Index, qn vecio.Matrix, kk, k int, sI []int64, fD []float32, fI []int64) {
 	t.Helper()
 	common := 0
 	for q := 0; q < qn.N; q++ {
@@ -527,7 +503,7 @@ func checkCosineExport(t *testing.T, what string, ix *Index, qn vecio.Matrix, kk
 }
 
 // sameLists requires two indexes to hold the same lists, entry for entry.
-func sameLists(t *testing.T, a, b *Index) {
+func sameLists(t *testing.T, a, b *ivf.Index) {
 	t.Helper()
 	sa, err := a.Lists().Snapshot()
 	if err != nil {
@@ -557,6 +533,26 @@ func sameLists(t *testing.T, a, b *Index) {
 	}
 }
 
+// modelFile returns the model file of an index directory of ix's
+// training.
+func modelFile(t *testing.T, ix *ivf.Index) []byte {
+	t.Helper()
+	m, err := ivf.NewTrained(ix.Params(), ix.Centroids(), ix.PQ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "model")
+	if err := m.ToDisk(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	b, err := os.ReadFile(filepath.Join(dir, "model.shelf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestFAISSRoundTrip exports Shelf indexes and reads them back: the same
 // model (parameters, centroids, codebooks) and the same lists, entry for
 // entry, in memory and into an index directory.
@@ -569,11 +565,11 @@ func TestFAISSRoundTrip(t *testing.T) {
 	}
 	for _, c := range []struct {
 		factory string
-		metric  Metric
+		metric  ivf.Metric
 		byRes   bool
 		asL2    bool
-	}{{"IVF16,PQ4", L2, true, false}, {"IVF16,PQ8", InnerProduct, true, false}, {"IVF8,PQ4", L2, false, false},
-		{"IVF16,PQ4", Cosine, true, false}, {"IVF16,PQ4", Cosine, true, true}, {"IVF16,Flat", L2, true, false}, {"IVF8,Flat", Cosine, true, false}} {
+	}{{"IVF16,PQ4", ivf.L2, true, false}, {"IVF16,PQ8", ivf.InnerProduct, true, false}, {"IVF8,PQ4", ivf.L2, false, false},
+		{"IVF16,PQ4", ivf.Cosine, true, false}, {"IVF16,PQ4", ivf.Cosine, true, true}, {"IVF16,Flat", ivf.L2, true, false}, {"IVF8,Flat", ivf.Cosine, true, false}} {
 		ix := shelfTestIndex(t, c.factory, c.metric, c.byRes, td)
 		// Removals leave a next id above every id, which the file cannot
 		// carry: the import takes max(ntotal, largest id + 1), here ntotal
@@ -586,27 +582,27 @@ func TestFAISSRoundTrip(t *testing.T) {
 			name := fmt.Sprintf("%s-%s-%v-%v-%v", c.factory, c.metric, c.byRes, c.asL2, ondisk)
 			t.Run(name, func(t *testing.T) {
 				path := filepath.Join(dir, name+".index")
-				opts := &ExportOptions{CosineAsInnerProduct: c.metric == Cosine && !c.asL2}
+				opts := &ExportOptions{CosineAsInnerProduct: c.metric == ivf.Cosine && !c.asL2}
 				if ondisk {
 					opts.OnDiskData = filepath.Join(dir, name+".ivfdata")
 				}
-				if err := ix.WriteFAISS(path, opts); err != nil {
+				if err := Write(ix, path, opts); err != nil {
 					t.Fatal(err)
 				}
 				if _, err := os.Stat(path + ".tmp"); err == nil {
 					t.Fatal("the temporary file is left")
 				}
-				iopts := &ImportOptions{Cosine: c.metric == Cosine}
-				mem, err := ReadFAISSWith(path, iopts)
+				iopts := &ImportOptions{Cosine: c.metric == ivf.Cosine}
+				mem, err := ReadWith(path, iopts)
 				if err != nil {
 					t.Fatal(err)
 				}
-				disk, err := ImportFAISS(path, filepath.Join(dir, name+"-shelf"), iopts)
+				disk, err := Import(path, filepath.Join(dir, name+"-shelf"), iopts)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer disk.Close()
-				for _, back := range []*Index{mem, disk} {
+				for _, back := range []*ivf.Index{mem, disk} {
 					if err := ix.SameTraining(back); err != nil {
 						t.Fatal(err)
 					}
@@ -615,18 +611,21 @@ func TestFAISSRoundTrip(t *testing.T) {
 						t.Fatalf("next id %d, want %d", back.NextID(), wantNext)
 					}
 				}
-				a, _ := ix.marshalModel()
-				b, _ := mem.marshalModel()
-				if !bytes.Equal(a, b) {
+				// The model file of the import is the one ix's training makes.
+				b, err := os.ReadFile(filepath.Join(disk.Dir(), "model.shelf"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(modelFile(t, ix), b) {
 					t.Fatal("the model files differ")
 				}
-				if c.metric == Cosine {
+				if c.metric == ivf.Cosine {
 					// Without the option it is what the file says.
-					want := InnerProduct
+					want := ivf.InnerProduct
 					if c.asL2 {
-						want = L2
+						want = ivf.L2
 					}
-					plain, err := ReadFAISS(path)
+					plain, err := Read(path)
 					if err != nil || plain.Params().Metric != want {
 						t.Fatalf("cosine export read back as %v (%v)", plain.Params().Metric, err)
 					}
@@ -637,22 +636,21 @@ func TestFAISSRoundTrip(t *testing.T) {
 
 	t.Run("empty and on disk", func(t *testing.T) {
 		// A trained empty index, from an index directory.
-		ix := shelfTestIndex(t, "IVF8,PQ4", L2, true, td)
-		empty, _ := New(ix.Params())
-		empty.trained = true
-		empty.setCentroids(ix.centroids)
-		empty.pq = ix.pq
-		empty.finishModel()
+		ix := shelfTestIndex(t, "IVF8,PQ4", ivf.L2, true, td)
+		empty, err := ivf.NewTrained(ix.Params(), ix.Centroids(), ix.PQ())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := empty.ToDisk(filepath.Join(dir, "empty-shelf")); err != nil {
 			t.Fatal(err)
 		}
 		defer empty.Close()
 		for _, ondisk := range []string{"", filepath.Join(dir, "empty.ivfdata")} {
 			path := filepath.Join(dir, "empty.index")
-			if err := empty.WriteFAISS(path, &ExportOptions{OnDiskData: ondisk}); err != nil {
+			if err := Write(empty, path, &ExportOptions{OnDiskData: ondisk}); err != nil {
 				t.Fatal(err)
 			}
-			back, err := ReadFAISS(path)
+			back, err := Read(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -665,13 +663,13 @@ func TestFAISSRoundTrip(t *testing.T) {
 	t.Run("failed import", func(t *testing.T) {
 		// A NaN in the last list of an IVF-Flat file is found while the
 		// lists are merged: nothing of the import may remain.
-		ix := shelfTestIndex(t, "IVF8,Flat", L2, true, td)
+		ix := shelfTestIndex(t, "IVF8,Flat", ivf.L2, true, td)
 		path := filepath.Join(dir, "nan.index")
-		if err := ix.WriteFAISS(path, nil); err != nil {
+		if err := Write(ix, path, nil); err != nil {
 			t.Fatal(err)
 		}
 		raw, _ := os.ReadFile(path)
-		ff, err := parseFAISS(bytesReaderAt(raw), int64(len(raw)), path, openRegular)
+		ff, err := parse(bytesReaderAt(raw), int64(len(raw)), path, openRegular)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -679,8 +677,8 @@ func TestFAISSRoundTrip(t *testing.T) {
 		binary.LittleEndian.PutUint32(raw[ff.codeOff[last]:], math.Float32bits(float32(math.NaN())))
 		os.WriteFile(path, raw, 0o644)
 		target := filepath.Join(dir, "nan-shelf")
-		_, err = ImportFAISS(path, target, nil)
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("list %d", last)) {
+		_, err = Import(path, target, nil)
+		if !errors.Is(err, ivf.ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("list %d", last)) {
 			t.Fatalf("import of a NaN vector: %v", err)
 		}
 		if _, err := os.Stat(target); !errors.Is(err, fs.ErrNotExist) {
@@ -688,7 +686,7 @@ func TestFAISSRoundTrip(t *testing.T) {
 		}
 		// Into an existing empty directory: the directory stays, empty.
 		os.Mkdir(target, 0o755)
-		if _, err := ImportFAISS(path, target, nil); !errors.Is(err, ErrCorrupt) {
+		if _, err := Import(path, target, nil); !errors.Is(err, ivf.ErrCorrupt) {
 			t.Fatal(err)
 		}
 		if ents, _ := os.ReadDir(target); len(ents) != 0 {
@@ -702,8 +700,8 @@ func TestFAISSRoundTrip(t *testing.T) {
 			if tag != "IvPQ" {
 				factory = "IVF8,Flat"
 			}
-			ix := shelfTestIndex(t, factory, L2, true, td)
-			back, err := readFAISSBytes(legacyFAISS(t, ix, tag), "legacy.index", nil)
+			ix := shelfTestIndex(t, factory, ivf.L2, true, td)
+			back, err := readBytes(legacyFAISS(t, ix, tag), "legacy.index", nil)
 			if err != nil {
 				t.Fatalf("%s: %v", tag, err)
 			}
@@ -717,8 +715,9 @@ func TestFAISSRoundTrip(t *testing.T) {
 
 // legacyFAISS writes ix in FAISS's pre-2018 layout ("IvPQ", "IvFL",
 // "IvFl"): ids and codes as one vector per list.
-func legacyFAISS(t testing.TB, ix *Index, tag string) []byte {
+func legacyFAISS(t testing.TB, ix *ivf.Index, tag string) []byte {
 	t.Helper()
+	p := ix.Params()
 	var out bytes.Buffer
 	le := binary.LittleEndian
 	u64 := func(v uint64) { out.Write(le.AppendUint64(nil, v)) }
@@ -729,23 +728,23 @@ func legacyFAISS(t testing.TB, ix *Index, tag string) []byte {
 		}
 	}
 	header := func(ntotal int64) {
-		out.Write(le.AppendUint32(nil, uint32(ix.p.D)))
+		out.Write(le.AppendUint32(nil, uint32(p.D)))
 		u64(uint64(ntotal))
 		u64(1 << 20)
 		u64(1 << 20)
 		out.WriteByte(1)
-		out.Write(le.AppendUint32(nil, faissMetricL2))
+		out.Write(le.AppendUint32(nil, metricL2))
 	}
-	s, _ := ix.lists.Snapshot()
+	s, _ := ix.Lists().Snapshot()
 	defer s.Release()
 	out.WriteString(tag)
 	header(ix.NTotal())
-	u64(uint64(ix.p.NList))
+	u64(uint64(p.NList))
 	u64(1)
 	out.WriteString("IxF2")
-	header(int64(ix.p.NList))
-	floats(ix.centroids)
-	for l := 0; l < ix.p.NList; l++ {
+	header(int64(p.NList))
+	floats(ix.Centroids())
+	for l := 0; l < p.NList; l++ {
 		ids, _, _ := s.ReadList(l)
 		u64(uint64(len(ids)))
 		for _, id := range ids {
@@ -756,13 +755,13 @@ func legacyFAISS(t testing.TB, ix *Index, tag string) []byte {
 	u64(0)
 	if tag == "IvPQ" {
 		out.WriteByte(1)
-		u64(uint64(ix.p.M))
-		u64(uint64(ix.p.D))
-		u64(uint64(ix.p.M))
+		u64(uint64(p.M))
+		u64(uint64(p.D))
+		u64(uint64(p.M))
 		u64(8)
-		floats(ix.pq.Centroids)
+		floats(ix.PQ().Centroids)
 	}
-	for l := 0; l < ix.p.NList; l++ {
+	for l := 0; l < p.NList; l++ {
 		_, codes, _ := s.ReadList(l)
 		if tag == "IvFl" {
 			u64(uint64(len(codes) / 4))
@@ -780,7 +779,7 @@ type memData struct{ bytesReaderAt }
 func (m memData) Size() int64  { return int64(len(m.bytesReaderAt)) }
 func (m memData) Close() error { return nil }
 
-// smallFAISSFiles returns small valid FAISS files written by WriteFAISS
+// smallFAISSFiles returns small valid FAISS files written by Write
 // (and one legacy file): name -> index bytes, and the data file of the
 // on-disk one.
 func smallFAISSFiles(t testing.TB) (map[string][]byte, []byte) {
@@ -794,14 +793,14 @@ func smallFAISSFiles(t testing.TB) (map[string][]byte, []byte) {
 	var data []byte
 	for _, c := range []struct {
 		name, factory string
-		metric        Metric
+		metric        ivf.Metric
 		ondisk        bool
-	}{{"pq", "IVF4,PQ2", L2, false}, {"flat-ip", "IVF4,Flat", InnerProduct, false}, {"pq-ondisk", "IVF4,PQ2", L2, true}} {
-		ix, err := NewFromFactory(c.factory, x.D, c.metric)
+	}{{"pq", "IVF4,PQ2", ivf.L2, false}, {"flat-ip", "IVF4,Flat", ivf.InnerProduct, false}, {"pq-ondisk", "IVF4,PQ2", ivf.L2, true}} {
+		ix, err := ivf.NewFromFactory(c.factory, x.D, c.metric)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ix.Train(x.Data, x.N, &TrainOptions{Seed: 1}); err != nil {
+		if err := ix.Train(x.Data, x.N, &ivf.TrainOptions{Seed: 1}); err != nil {
 			t.Fatal(err)
 		}
 		n := 40
@@ -813,7 +812,7 @@ func smallFAISSFiles(t testing.TB) (map[string][]byte, []byte) {
 		if c.ondisk {
 			opts = &ExportOptions{OnDiskData: filepath.Join(dir, "small.ivfdata")}
 		}
-		if err := ix.WriteFAISS(path, opts); err != nil {
+		if err := Write(ix, path, opts); err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(path)
@@ -843,12 +842,12 @@ func TestReadFAISSCorrupt(t *testing.T) {
 		return &ImportOptions{openData: func(string) (dataFile, error) { return memData{bytesReaderAt(d)}, nil }}
 	}
 	for name, b := range files {
-		if _, err := readFAISSBytes(b, name, withData(data)); err != nil {
+		if _, err := readBytes(b, name, withData(data)); err != nil {
 			t.Fatalf("%s: the valid file fails: %v", name, err)
 		}
 		for cut := 0; cut < len(b); cut++ {
-			_, err := readFAISSBytes(b[:cut], name, withData(data))
-			if !errors.Is(err, ErrCorrupt) {
+			_, err := readBytes(b[:cut], name, withData(data))
+			if !errors.Is(err, ivf.ErrCorrupt) {
 				t.Fatalf("%s cut at %d of %d: %v", name, cut, len(b), err)
 			}
 			if !strings.Contains(err.Error(), "at byte") {
@@ -863,8 +862,8 @@ func TestReadFAISSCorrupt(t *testing.T) {
 			for _, mask := range []byte{0xff, 0x01, 0x80, 0x40} {
 				c := slices.Clone(b)
 				c[i] ^= mask
-				_, err := readFAISSBytes(c, name, withData(data))
-				if err != nil && !isParseError(err) && !errors.Is(err, ErrNotTrained) {
+				_, err := readBytes(c, name, withData(data))
+				if err != nil && !isParseError(err) && !errors.Is(err, ivf.ErrNotTrained) {
 					t.Fatalf("%s byte %d ^ %#x: %v", name, i, mask, err)
 				}
 			}
@@ -872,7 +871,7 @@ func TestReadFAISSCorrupt(t *testing.T) {
 	}
 	// The on-disk data file cut short: the lists no longer fit.
 	for cut := 0; cut < len(data); cut += 7 {
-		if _, err := readFAISSBytes(files["pq-ondisk"], "pq-ondisk", withData(data[:cut])); !errors.Is(err, ErrCorrupt) {
+		if _, err := readBytes(files["pq-ondisk"], "pq-ondisk", withData(data[:cut])); !errors.Is(err, ivf.ErrCorrupt) {
 			t.Fatalf("data file cut at %d of %d: %v", cut, len(data), err)
 		}
 	}
@@ -906,7 +905,7 @@ func TestReadFAISSCorrupt(t *testing.T) {
 	} {
 		d := slices.Clone(b)
 		c.edit(d)
-		_, err := readFAISSBytes(d, "x.index", nil)
+		_, err := readBytes(d, "x.index", nil)
 		if !isParseError(err) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "x.index") {
 			t.Errorf("%s: %v (want an error naming %q)", c.name, err, c.want)
 		}
@@ -923,9 +922,9 @@ func FuzzReadFAISS(f *testing.F) {
 	}
 	opts := &ImportOptions{openData: func(string) (dataFile, error) { return memData{bytesReaderAt(data)}, nil }}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		ix, err := readFAISSBytes(b, "fuzz.index", opts)
+		ix, err := readBytes(b, "fuzz.index", opts)
 		if err != nil {
-			if !isParseError(err) && !errors.Is(err, ErrNotTrained) {
+			if !isParseError(err) && !errors.Is(err, ivf.ErrNotTrained) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
 			return
