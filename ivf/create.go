@@ -107,7 +107,7 @@ func CreateFrom(model *Index, src Source, dir string, nextID int64, progress fun
 			}
 		}
 	}
-	st, ids, err := createDir(dir, ix, src, start)
+	st, ids, err := createDir(dir, ix, src, start, true)
 	ix.opProgress = nil
 	if err != nil {
 		return nil, err

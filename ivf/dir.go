@@ -112,7 +112,7 @@ func createStep(step string) {
 // first, their entries and ids' records in one commit, then the model,
 // written atomically; until the model is there, dir is not an index, and
 // a later createDir removes what was left.
-func createDir(dir string, ix *Index, src Source, start idState) (_ *store.Store, _ idState, err error) {
+func createDir(dir string, ix *Index, src Source, start idState, seal bool) (_ *store.Store, _ idState, err error) {
 	created, err := prepareDir(dir)
 	if err != nil {
 		return nil, idState{}, err
@@ -145,15 +145,26 @@ func createDir(dir string, ix *Index, src Source, start idState) (_ *store.Store
 		return nil, idState{}, err
 	}
 	createStep("lists")
+	if seal {
+		if err = ix.writeModel(dir); err != nil {
+			return nil, idState{}, err
+		}
+	}
+	return st, tr.state(), nil
+}
+
+// writeModel writes the model file into dir, atomically: the last step
+// of a creation, which makes dir an index.
+func (ix *Index) writeModel(dir string) error {
 	model, err := ix.marshalModel()
 	if err != nil {
-		return nil, idState{}, err
+		return err
 	}
-	if err = writeFileAtomic(filepath.Join(dir, modelName), model, createStep); err != nil {
-		return nil, idState{}, fmt.Errorf("ivf: write %s: %w", filepath.Join(dir, modelName), err)
+	if err := writeFileAtomic(filepath.Join(dir, modelName), model, createStep); err != nil {
+		return fmt.Errorf("ivf: write %s: %w", filepath.Join(dir, modelName), err)
 	}
 	createStep("model")
-	return st, tr.state(), nil
+	return nil
 }
 
 // prepareDir checks that dir may become an index (CheckNewDir), makes it
@@ -210,7 +221,32 @@ func inspectNewDir(dir string) (exists bool, leftovers []string, err error) {
 // conversion" to OnDiskInvertedLists), then the model is written.
 // Afterwards the index reads and writes dir. dir must not exist, be
 // empty, or hold only what an interrupted creation left.
-func (ix *Index) ToDisk(dir string) error {
+func (ix *Index) ToDisk(dir string) error { return ix.toDisk(dir, true) }
+
+// ToDiskUnsealed is ToDisk without the last step: dir gets the lists but
+// not the model file, so it is not an index yet (Open refuses it, and a
+// new creation in it replaces it) while this Index keeps adding to it;
+// Seal makes it one. A long build (shelf build: train, add everything,
+// compact) runs this way, so a build killed halfway leaves a directory a
+// re-run replaces instead of an index holding part of the data.
+func (ix *Index) ToDiskUnsealed(dir string) error { return ix.toDisk(dir, false) }
+
+// Seal writes the model file of an index moved to disk with
+// ToDiskUnsealed, making its directory an index; it does nothing for an
+// index whose directory is one already.
+func (ix *Index) Seal() error {
+	if ix.disk == nil {
+		return fmt.Errorf("%w: seal needs an index on disk", ErrParams)
+	}
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
+	if _, err := os.Stat(filepath.Join(ix.dir, modelName)); err == nil {
+		return nil
+	}
+	return ix.writeModel(ix.dir)
+}
+
+func (ix *Index) toDisk(dir string, seal bool) error {
 	if !ix.trained {
 		return ErrNotTrained
 	}
@@ -227,7 +263,7 @@ func (ix *Index) ToDisk(dir string) error {
 	ix.mu.Lock()
 	start := ix.ids
 	ix.mu.Unlock()
-	st, ids, err := createDir(dir, ix, snap, start)
+	st, ids, err := createDir(dir, ix, snap, start, seal)
 	if err != nil {
 		return err
 	}

@@ -171,7 +171,10 @@ func runBuild(env *Env) error {
 	}
 	defer t.r.Close()
 	ix, r, data, dir, quiet := t.ix, t.r, tf.data, tf.dir, tf.quiet
-	if err := ix.ToDisk(*dir); err != nil {
+	// Unsealed until every vector is in: a build that stops halfway (an
+	// error, a kill) leaves a directory that is not an index, and a
+	// re-run of the same command replaces it.
+	if err := ix.ToDiskUnsealed(*dir); err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -182,12 +185,15 @@ func runBuild(env *Env) error {
 		// takes its payload's size and nearby lists are read sequentially.
 		_, err = ix.Compact(*headroom)
 	}
+	if err == nil {
+		err = ix.Seal()
+	}
 	if cerr := ix.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		// Adds commit batch by batch: what was committed stays valid.
-		return fmt.Errorf("%w (%s keeps what was committed before the error, at least %d vectors: remove it to start over)", err, *dir, added)
+		return fmt.Errorf("%w (%s is not an index yet: run the build again to replace it)", err, *dir)
 	}
 	addS := time.Since(t0).Seconds()
 	total := time.Since(t.start).Seconds()

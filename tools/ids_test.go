@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shelfdb/shelf/internal/synth"
 	"github.com/shelfdb/shelf/internal/vecio"
@@ -187,5 +188,51 @@ func TestParallelBuildMatchesBuild(t *testing.T) {
 	// train refuses a directory in use before training.
 	if code, _, errOut := encRun(t, bin, "train", "--data", data, "--index", par, "--factory", "IVF32,PQ8"); code != 1 || !strings.Contains(errOut, "already holds an index") {
 		t.Fatalf("train into an index: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestBuildKilledIsReplaced kills shelf build at moments spread over its
+// run and runs it again: the directory it leaves is never an index with
+// part of the data (no model until every vector is in and compacted), and
+// the re-run replaces it.
+func TestBuildKilledIsReplaced(t *testing.T) {
+	bin := buildShelf(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "base.fvecs")
+	if err := vecio.WriteFvecs(data, synth.Clustered(60000, 32, 50, 3)); err != nil {
+		t.Fatal(err)
+	}
+	idx := filepath.Join(dir, "idx")
+	args := []string{"build", "--data", data, "--index", idx, "--factory", "IVF64,PQ8", "--quiet"}
+	for _, delay := range []time.Duration{0, 100 * time.Millisecond, 300 * time.Millisecond, 700 * time.Millisecond} {
+		os.RemoveAll(idx)
+		cmd := encCmd(bin, args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Training done, the lists being written: then wait delay more.
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(idx, "lists")); err == nil {
+				break
+			}
+		}
+		time.Sleep(delay)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if ix, err := ivf.OpenReadOnly(idx); err == nil {
+			n := ix.NTotal()
+			ix.Close()
+			if n != 60000 {
+				t.Fatalf("killed after %v: an index with %d of 60000 vectors", delay, n)
+			}
+			t.Logf("kill after %v: the build had finished", delay)
+			continue
+		}
+		st, _ := os.ReadDir(idx)
+		t.Logf("kill after %v: not an index (%d entries left), built again", delay, len(st))
+		encOK(t, bin, args...)
+		if _, n, next := idsHeld(t, idx); n != 60000 || next != 60000 {
+			t.Fatalf("re-run after a kill at %v: ntotal %d, next id %d", delay, n, next)
+		}
 	}
 }
