@@ -156,11 +156,17 @@ type snapshot struct {
 	noCRC bool // format 1: rows without CRCs
 }
 
+// encodeSnapshot encodes the table in the current format, or in format 1
+// when it has no CRCs.
 func encodeSnapshot(c conf, st stateRec, tab *table, user map[string][]byte) []byte {
 	var buf bytes.Buffer
 	var hdr [8 + 4 + 4 + 16 + 32 + 8 + 8]byte
 	copy(hdr[:], snapMagic)
-	binary.LittleEndian.PutUint32(hdr[8:], formatVersion)
+	version, rowLen := uint32(formatVersion), 4+entryLen
+	if tab.noCRC {
+		version, rowLen = formatNoCRC, 4+entryLenNoCRC
+	}
+	binary.LittleEndian.PutUint32(hdr[8:], version)
 	binary.LittleEndian.PutUint32(hdr[12:], c.codeSize)
 	copy(hdr[16:32], c.id[:])
 	copy(hdr[32:64], st.encode())
@@ -181,7 +187,7 @@ func encodeSnapshot(c conf, st stateRec, tab *table, user map[string][]byte) []b
 		}
 		binary.LittleEndian.PutUint32(row[:], uint32(l))
 		e.encode(row[4:])
-		buf.Write(row[:])
+		buf.Write(row[:rowLen])
 	}
 	keys := make([]string, 0, len(user))
 	for k := range user {

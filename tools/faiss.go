@@ -6,30 +6,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/shelfdb/shelf/internal/progress"
 	"github.com/shelfdb/shelf/ivf"
 )
 
 func init() {
 	register("import-faiss", "read a FAISS IndexIVFPQ / IndexIVFFlat file into a new on-disk index", runImportFAISS)
 	register("export-faiss", "write an index as a FAISS index file (lists inline or OnDiskInvertedLists)", runExportFAISS)
-}
-
-// faissBar draws one bar per stage of an import or export, made on the
-// first report (when the total is known).
-func faissBar(env *Env, quiet bool, unit string) (func(stage string, done, total int64), func()) {
-	var b *progress.Bar
-	report := func(stage string, done, total int64) {
-		if b == nil {
-			b = bar(env, quiet, stage, unit, total)
-		}
-		b.Set(done, 0)
-	}
-	return report, func() {
-		if b != nil {
-			b.Finish()
-		}
-	}
 }
 
 // faissModel describes a FAISS index in one line.
@@ -71,7 +53,7 @@ func runImportFAISS(env *Env) error {
 	if err != nil {
 		return err
 	}
-	report, finish := faissBar(env, *quiet, "vectors")
+	report, finish := stageBar(env, *quiet, "vectors")
 	t0 := time.Now()
 	ix, err := ivf.ImportFAISS(*in, *dir, &ivf.ImportOptions{Progress: report, Cosine: *cosine})
 	finish()
@@ -132,7 +114,7 @@ func runExportFAISS(env *Env) error {
 	}
 	defer ix.Close()
 	p := ix.Params()
-	report, finish := faissBar(env, *quiet, "vectors")
+	report, finish := stageBar(env, *quiet, "vectors")
 	t0 := time.Now()
 	err = ix.WriteFAISS(*out, &ivf.ExportOptions{OnDiskData: *ondisk, CosineAsInnerProduct: *asIP, Progress: report})
 	finish()

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/shelfdb/shelf/internal/progress"
 	"github.com/shelfdb/shelf/ivf"
 )
 
@@ -45,26 +44,16 @@ func runVerify(env *Env) error {
 	if *dir == "" {
 		return fmt.Errorf("%w: --index is required", errUsage)
 	}
-	var b *progress.Bar
 	// Read-only, so a writer can keep going; the lists are read from one
 	// snapshot.
-	ix, err := ivf.Open(*dir, &ivf.OpenOptions{ReadOnly: true, Progress: func(stage string, done, total int64) {
-		if stage != "verify" {
-			return
-		}
-		if b == nil {
-			b = bar(env, *quiet, "verify", "entries", total)
-		}
-		b.Set(done, 0)
-	}})
+	report, finish := stageBar(env, *quiet, "entries")
+	ix, err := ivf.Open(*dir, &ivf.OpenOptions{ReadOnly: true, Progress: report})
 	if err != nil {
 		return err
 	}
 	defer ix.Close()
 	bad, err := ix.Verify()
-	if b != nil {
-		b.Finish()
-	}
+	finish()
 	if err != nil {
 		return err
 	}
