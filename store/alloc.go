@@ -94,7 +94,7 @@ func (b *Batch) relocate(l int, e entry, nc uint64) (entry, error) {
 			return e, err
 		}
 	}
-	return entry{off: off, cap: nc, size: e.size, hwm: e.size}, nil
+	return entry{off: off, cap: nc, size: e.size, hwm: e.size, crc: e.crc}, nil
 }
 
 // freeSlot gives back the slot of row e: at once if this batch allocated

@@ -192,12 +192,9 @@ func (b *Batch) appendNow(l int, ids []int64, codes []byte) error {
 			return err
 		}
 	}
-	if err := b.writeEntries(e, pos, ids, codes); err != nil {
+	e, err := b.writeEntries(e, pos, ids, codes)
+	if err != nil {
 		return err
-	}
-	e.size = need
-	if e.hwm < need {
-		e.hwm = need
 	}
 	b.d.set(l, e)
 	return nil
@@ -231,13 +228,11 @@ func (b *Batch) Update(l, pos int, ids []int64, codes []byte) error {
 		}
 		b.d.set(l, e)
 	}
-	return b.fail0(b.writeEntries(e, uint64(pos), ids, codes))
-}
-
-func (b *Batch) fail0(err error) error {
+	e, err := b.writeEntries(e, uint64(pos), ids, codes)
 	if err != nil {
 		return b.fail(err)
 	}
+	b.d.set(l, e)
 	return nil
 }
 
@@ -257,6 +252,13 @@ func (b *Batch) Resize(l, size int) error {
 	e := b.d.get(l)
 	n := uint64(size)
 	if n <= e.size {
+		if n < e.size {
+			crc, err := shrunkCRC(b.s.m, l, e, n, uint64(b.s.conf.codeSize))
+			if err != nil {
+				return b.fail(err)
+			}
+			e.crc = crc
+		}
 		e.size = n
 		b.d.set(l, e)
 		return nil
@@ -276,12 +278,9 @@ func (b *Batch) Resize(l, size int) error {
 	for i := range ids {
 		ids[i] = -1
 	}
-	if err := b.writeEntries(e, e.size, ids, make([]byte, add*uint64(b.s.conf.codeSize))); err != nil {
+	e, err := b.writeEntries(e, e.size, ids, make([]byte, add*uint64(b.s.conf.codeSize)))
+	if err != nil {
 		return b.fail(err)
-	}
-	e.size = n
-	if e.hwm < n {
-		e.hwm = n
 	}
 	b.d.set(l, e)
 	return nil
@@ -331,11 +330,36 @@ func (b *Batch) DeleteMeta(key string) error {
 	return nil
 }
 
-// writeEntries writes ids and codes at entry position pos of slot e,
-// space no committed list references (see commit.go).
-func (b *Batch) writeEntries(e entry, pos uint64, ids []int64, codes []byte) error {
-	return b.writeJob(&slotJob{old: e, off: e.off, cap: e.cap, keep: pos, size: pos + uint64(len(ids)),
-		inPlace: true, bufs: [2]entryBuf{{ids: ids, codes: codes}}})
+// writeEntries writes ids and codes at entry position pos <= e.size of
+// slot e, space no committed list references (see commit.go), and returns
+// the row that describes the result: entries appended (pos == e.size)
+// extend the list and its CRCs, entries overwritten (Update) patch its
+// CRCs with the bytes they replace, read before they are (replace).
+func (b *Batch) writeEntries(e entry, pos uint64, ids []int64, codes []byte) (entry, error) {
+	if len(ids) == 0 {
+		return e, nil
+	}
+	j := &slotJob{old: e, off: e.off, cap: e.cap, keep: pos, size: pos + uint64(len(ids)),
+		inPlace: true, bufs: [2]entryBuf{{ids: ids, codes: codes}}}
+	crc := e.crc
+	if j.overwrites() {
+		cs := uint64(b.s.conf.codeSize)
+		n := uint64(len(ids))
+		old := b.s.m // the slot is this batch's: the current mapping covers it
+		crc = crc.replace(old.bytes(e.off+pos*cs, n*cs), old.bytes(e.off+align8(e.cap*cs)+8*pos, 8*n),
+			codes, int64Bytes(ids), e.size-j.size, cs)
+	}
+	if err := b.writeJob(j); err != nil {
+		return e, err
+	}
+	if j.overwrites() {
+		e.crc = crc
+		return e, nil
+	}
+	e.crc = j.crc
+	e.size = j.size
+	e.hwm = max(e.hwm, j.size)
+	return e, nil
 }
 
 // writeJob writes one slot job now, through the current mapping.

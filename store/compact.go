@@ -60,7 +60,7 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 			continue
 		}
 		c := slotCap(e.size, opts.Headroom)
-		nd.set(l, entry{off: off, cap: c, size: e.size, hwm: e.size})
+		nd.set(l, entry{off: off, cap: c, size: e.size, hwm: e.size, crc: e.crc}) // copied unchanged
 		off += slotBytes(c, int(cs))
 		stats.Entries += int64(e.size)
 	}

@@ -1,7 +1,8 @@
 // Package store keeps the inverted lists of an IVF index on disk: one data
 // file, mapped read-only into memory, holds every list's codes and ids, and a
-// Pebble database beside it holds the list table (offset, capacity, size of
-// each list), the file size and a small key space for the index layer.
+// Pebble database beside it holds the list table (offset, capacity, size and
+// the CRC-32Cs of the codes and ids of each list), the file size and a small
+// key space for the index layer.
 //
 // It mirrors faiss::OnDiskInvertedLists, made crash-safe and compactable.
 //
@@ -33,6 +34,9 @@
 //   - A slot freed by commit N is reused only when every live reader (views
 //     in this process, read-only processes registered in readers/) reads a
 //     commit >= N and the published table.snap is at least N.
+//   - Every committed list's codes and ids match the CRCs of its row
+//     (crc.go): the commit that publishes bytes publishes their CRCs, and
+//     no write computes CRCs over bytes it read without checking them.
 //   - A committed region of a slot is never rewritten in place: updates and
 //     appends below a list's high-water mark relocate the list (copy on
 //     write), so a reader never sees a torn list.
@@ -56,6 +60,7 @@
 //	                fallocate, sync_file_range, fadvise
 //	mmap.go         all mmap and unsafe code
 //	meta.go table.go metafatal.go  the Pebble records, the list table, Pebble's fatal errors
+//	crc.go verify.go  the lists' CRCs and how writes keep them; Verify, Check's CRCs, CheckList
 //	view.go stats.go readers.go  views, statistics, cross-process readers
 //	errors.go endian_check.go    sentinel errors; little-endian builds only
 //

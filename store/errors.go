@@ -32,6 +32,11 @@ var (
 	// ErrFailed is wrapped by every write after a commit failed in a way
 	// that leaves the in-memory state uncertain; reopen the store.
 	ErrFailed = errors.New("store: failed, reopen required")
+	// ErrNoChecksums is returned by verifications of a list table of
+	// format 1, which has no CRCs: one a read-only process finds
+	// published by an older writer (opening the store for writing once
+	// adds them).
+	ErrNoChecksums = errors.New("store: list table has no checksums (format 1)")
 	// ErrBatchDone is returned by a Batch after Commit or Abort.
 	ErrBatchDone = errors.New("store: batch already committed or aborted")
 )

@@ -402,6 +402,7 @@ func (b *Batch) applyFlush(jobs []slotJob) error {
 			if e.hwm < j.size {
 				e.hwm = j.size
 			}
+			e.crc = j.crc
 			b.d.set(j.l, e)
 			continue
 		}
@@ -410,7 +411,7 @@ func (b *Batch) applyFlush(jobs []slotJob) error {
 				return err
 			}
 		}
-		b.d.set(j.l, entry{off: j.off, cap: j.cap, size: j.size, hwm: j.size})
+		b.d.set(j.l, entry{off: j.off, cap: j.cap, size: j.size, hwm: j.size, crc: j.crc})
 	}
 	return nil
 }

@@ -18,6 +18,14 @@ type Source interface {
 	ReadList(l int) (ids []int64, codes []byte, err error)
 }
 
+// checkedSource is a Source that can check the lists it returns against
+// their CRCs, as a View can (CheckList): a merge checks every list it
+// reads from one before it writes it with CRCs of its own, so a damaged
+// list is refused, not copied with CRCs that bless the damage.
+type checkedSource interface {
+	CheckList(l int, ids []int64, codes []byte) error
+}
+
 // MergeOptions tune MergeFrom.
 type MergeOptions struct {
 	// IDShift[i], if given, is added to every id read from source i
@@ -154,6 +162,11 @@ func (b *Batch) mergeFrom(srcs []Source, opts *MergeOptions) (int64, error) {
 				p := 0
 				for i, src := range srcs {
 					sid, scodes, err := src.ReadList(l)
+					if err == nil {
+						if chk, ok := src.(checkedSource); ok {
+							err = chk.CheckList(l, sid, scodes)
+						}
+					}
 					if err != nil {
 						return fmt.Errorf("store: merge source %d list %d: %w", i, l, err)
 					}
@@ -282,7 +295,7 @@ func (b *Batch) writeJobs(jobs []slotJob, progress func(done int64)) error {
 			b.d.set(j.l, entry{})
 			continue
 		}
-		b.d.set(j.l, entry{off: j.off, cap: j.cap, size: j.size, hwm: j.size})
+		b.d.set(j.l, entry{off: j.off, cap: j.cap, size: j.size, hwm: j.size, crc: j.crc})
 	}
 	return nil
 }
@@ -466,12 +479,21 @@ func (ss *subsetSource) NumLists() int { return ss.v.NumLists() }
 func (ss *subsetSource) CodeSize() int { return ss.v.CodeSize() }
 
 func (ss *subsetSource) ListLen(l int) (int, error) {
-	ids, _, err := ss.ReadList(l)
+	ids, _, err := ss.selected(l, false)
 	return len(ids), err
 }
 
-func (ss *subsetSource) ReadList(l int) ([]int64, []byte, error) {
+// ReadList returns the selected entries of list l, once the whole list
+// was checked against its CRCs (see checkedSource).
+func (ss *subsetSource) ReadList(l int) ([]int64, []byte, error) { return ss.selected(l, true) }
+
+// selected returns the entries of list l the subset selects, after
+// checking the list with check.
+func (ss *subsetSource) selected(l int, check bool) ([]int64, []byte, error) {
 	ids, codes, err := ss.v.ReadList(l)
+	if err == nil && check {
+		err = ss.v.CheckList(l, ids, codes)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,8 +11,15 @@ import (
 )
 
 // Format versions. A store written by a newer format is refused, not guessed.
+// formatVersion is the list table's, in Pebble (keyFormat) and in
+// table.snap: 2 added each list's CRCs (crc.go) to its row. A table of
+// format 1 is still read: a writer adds the CRCs when it opens it
+// (addChecksums), a read-only process reads it without them (table.noCRC).
+// The data file's layout did not change: its header keeps dataVersion.
 const (
-	formatVersion   = 1
+	formatVersion   = 2
+	formatNoCRC     = 1
+	dataVersion     = 1
 	headerSize      = 4096 // data file header; slots start here
 	dataMagic       = "SHELFLST"
 	snapMagic       = "SHELFSNP"
@@ -118,7 +125,7 @@ type dataHeader struct {
 func (h dataHeader) encode() []byte {
 	b := make([]byte, headerSize)
 	copy(b, dataMagic)
-	binary.LittleEndian.PutUint32(b[8:], formatVersion)
+	binary.LittleEndian.PutUint32(b[8:], dataVersion)
 	binary.LittleEndian.PutUint32(b[12:], h.codeSize)
 	binary.LittleEndian.PutUint64(b[16:], h.gen)
 	copy(b[24:40], h.id[:])
@@ -136,8 +143,8 @@ func decodeDataHeader(b []byte) (dataHeader, error) {
 	if got, want := binary.LittleEndian.Uint32(b[40:]), crc32.Checksum(b[:40], castagnoli); got != want {
 		return dataHeader{}, fmt.Errorf("%w: header checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != formatVersion {
-		return dataHeader{}, fmt.Errorf("%w: format version %d, this build reads %d", ErrCorrupt, v, formatVersion)
+	if v := binary.LittleEndian.Uint32(b[8:]); v != dataVersion {
+		return dataHeader{}, fmt.Errorf("%w: format version %d, this build reads %d", ErrCorrupt, v, dataVersion)
 	}
 	var h dataHeader
 	h.codeSize = binary.LittleEndian.Uint32(b[12:])
@@ -150,15 +157,22 @@ func decodeDataHeader(b []byte) (dataHeader, error) {
 type snapshot struct {
 	conf
 	stateRec
-	rows map[int]entry
-	user map[string][]byte
+	rows  map[int]entry
+	user  map[string][]byte
+	noCRC bool // format 1: rows without CRCs
 }
 
+// encodeSnapshot encodes the table in the current format, or in format 1
+// when it has no CRCs.
 func encodeSnapshot(c conf, st stateRec, tab *table, user map[string][]byte) []byte {
 	var buf bytes.Buffer
 	var hdr [8 + 4 + 4 + 16 + 32 + 8 + 8]byte
 	copy(hdr[:], snapMagic)
-	binary.LittleEndian.PutUint32(hdr[8:], formatVersion)
+	version, rowLen := uint32(formatVersion), 4+entryLen
+	if tab.noCRC {
+		version, rowLen = formatNoCRC, 4+entryLenNoCRC
+	}
+	binary.LittleEndian.PutUint32(hdr[8:], version)
 	binary.LittleEndian.PutUint32(hdr[12:], c.codeSize)
 	copy(hdr[16:32], c.id[:])
 	copy(hdr[32:64], st.encode())
@@ -171,7 +185,7 @@ func encodeSnapshot(c conf, st stateRec, tab *table, user map[string][]byte) []b
 	tab.rows(func(l int, e entry) {
 		binary.LittleEndian.PutUint32(row[:], uint32(l))
 		e.encode(row[4:])
-		buf.Write(row[:])
+		buf.Write(row[:rowLen])
 	})
 	keys := make([]string, 0, len(user))
 	for k := range user {
@@ -204,10 +218,15 @@ func decodeSnapshot(b []byte) (*snapshot, error) {
 	if got, want := binary.LittleEndian.Uint32(b[len(b)-4:]), crc32.Checksum(body, castagnoli); got != want {
 		return nil, fmt.Errorf("%w: snapshot checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != formatVersion {
-		return nil, fmt.Errorf("%w: snapshot format version %d, this build reads %d", ErrCorrupt, v, formatVersion)
+	v := binary.LittleEndian.Uint32(b[8:])
+	if v != formatVersion && v != formatNoCRC {
+		return nil, fmt.Errorf("%w: snapshot format version %d, this build reads %d and %d", ErrCorrupt, v, formatNoCRC, formatVersion)
 	}
-	s := &snapshot{rows: map[int]entry{}, user: map[string][]byte{}}
+	rowLen := uint64(4 + entryLen)
+	s := &snapshot{rows: map[int]entry{}, user: map[string][]byte{}, noCRC: v == formatNoCRC}
+	if s.noCRC {
+		rowLen = 4 + entryLenNoCRC
+	}
 	s.codeSize = binary.LittleEndian.Uint32(b[12:])
 	copy(s.id[:], b[16:32])
 	st, err := decodeState(b[32:64])
@@ -224,10 +243,10 @@ func decodeSnapshot(b []byte) (*snapshot, error) {
 	// allocated or looped over: a row takes 4+entryLen bytes, a user
 	// record at least 8, and rows come in increasing list order.
 	p := body[hdrLen:]
-	if nrows > uint64(len(p))/(4+entryLen) {
+	if nrows > uint64(len(p))/rowLen {
 		return nil, fmt.Errorf("%w: snapshot claims %d rows in %d bytes", ErrCorrupt, nrows, len(p))
 	}
-	if left := uint64(len(p)) - nrows*(4+entryLen); nuser > left/8 {
+	if left := uint64(len(p)) - nrows*rowLen; nuser > left/8 {
 		return nil, fmt.Errorf("%w: snapshot claims %d user records in %d bytes", ErrCorrupt, nuser, left)
 	}
 	s.rows = make(map[int]entry, nrows)
@@ -241,8 +260,8 @@ func decodeSnapshot(b []byte) (*snapshot, error) {
 			return nil, fmt.Errorf("%w: snapshot row %d for list %d after list %d", ErrCorrupt, i, l, prev)
 		}
 		prev = l
-		s.rows[l] = decodeEntry(p[4:])
-		p = p[4+entryLen:]
+		s.rows[l] = decodeEntry(p[4:rowLen])
+		p = p[rowLen:]
 	}
 	for i := uint64(0); i < nuser; i++ {
 		k, rest, ok := cutLen(p)
@@ -273,7 +292,8 @@ func cutLen(p []byte) (v, rest []byte, ok bool) {
 	return p[4 : 4+n], p[4+n:], true
 }
 
-// loadMeta reads the whole metadata from Pebble.
+// loadMeta reads the whole metadata from Pebble. A table of format 1
+// comes back marked noCRC.
 func loadMeta(db *pebble.DB) (conf, stateRec, *table, map[string][]byte, error) {
 	get := func(k []byte) ([]byte, error) {
 		v, c, err := db.Get(k)
@@ -290,8 +310,12 @@ func loadMeta(db *pebble.DB) (conf, stateRec, *table, map[string][]byte, error) 
 	if err != nil {
 		return conf{}, stateRec{}, nil, nil, err
 	}
-	if len(fv) != 4 || binary.LittleEndian.Uint32(fv) != formatVersion {
-		return conf{}, stateRec{}, nil, nil, fmt.Errorf("%w: metadata format %x, this build reads %d", ErrCorrupt, fv, formatVersion)
+	if len(fv) != 4 || (binary.LittleEndian.Uint32(fv) != formatVersion && binary.LittleEndian.Uint32(fv) != formatNoCRC) {
+		return conf{}, stateRec{}, nil, nil, fmt.Errorf("%w: metadata format %x, this build reads %d and %d", ErrCorrupt, fv, formatNoCRC, formatVersion)
+	}
+	rowLen := entryLen
+	if binary.LittleEndian.Uint32(fv) == formatNoCRC {
+		rowLen = entryLenNoCRC
 	}
 	cv, err := get(keyConf)
 	if err != nil {
@@ -310,13 +334,14 @@ func loadMeta(db *pebble.DB) (conf, stateRec, *table, map[string][]byte, error) 
 		return conf{}, stateRec{}, nil, nil, err
 	}
 	tab := newTable(int(st.nlist))
+	tab.noCRC = rowLen == entryLenNoCRC
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: listPrefix, UpperBound: prefixEnd(listPrefix)})
 	if err != nil {
 		return conf{}, stateRec{}, nil, nil, err
 	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
-		if len(k) != 6 || len(it.Value()) != entryLen {
+		if len(k) != 6 || len(it.Value()) != rowLen {
 			it.Close()
 			return conf{}, stateRec{}, nil, nil, fmt.Errorf("%w: list row key %x value %d bytes", ErrCorrupt, k, len(it.Value()))
 		}
@@ -355,6 +380,8 @@ func validateTable(tab *table, codeSize int, fsize uint64) ([][2]uint64, error) 
 		case err != nil:
 		case e.cap == 0:
 			err = fmt.Errorf("%w: list %d has capacity 0 but offset %d size %d hwm %d", ErrCorrupt, l, e.off, e.size, e.hwm)
+		case e.size == 0 && e.crc != (listCRC{}):
+			err = fmt.Errorf("%w: list %d is empty but has CRCs %08x %08x", ErrCorrupt, l, e.crc.codes, e.crc.ids)
 		case e.size > e.hwm || e.hwm > e.cap:
 			err = fmt.Errorf("%w: list %d size %d, high-water mark %d, capacity %d", ErrCorrupt, l, e.size, e.hwm, e.cap)
 		case e.cap > 1<<40:

@@ -23,11 +23,14 @@ import (
 )
 
 // mapping is one read-only memory map of a data file. refs is guarded by the
-// store's reader mutex.
+// store's reader mutex. file is a descriptor of the same file, owned by the
+// mapping and closed with it, so whoever holds the mapping can also pread
+// the file (Verify), even once a compaction removed its name.
 type mapping struct {
 	mm      mmap.MMap
 	reserve int64
 	refs    int
+	file    *os.File
 }
 
 // mapFile maps reserve bytes of f read-only. If the kernel refuses the
@@ -43,21 +46,27 @@ func mapFile(f *os.File, reserve, minSize int64) (*mapping, error) {
 			reserve *= 2
 		}
 	}
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup %s: %w", f.Name(), err)
+	}
+	own := os.NewFile(uintptr(fd), f.Name())
 	var lastErr error
 	for r := reserve; r >= minSize; r /= 2 {
 		mm, err := mmap.MapRegion(f, int(r), mmap.RDONLY, 0, 0)
 		if err == nil {
-			return &mapping{mm: mm, reserve: r, refs: 1}, nil
+			return &mapping{mm: mm, reserve: r, refs: 1, file: own}, nil
 		}
 		lastErr = err
 	}
 	if reserve < minSize {
 		mm, err := mmap.MapRegion(f, int(minSize), mmap.RDONLY, 0, 0)
 		if err == nil {
-			return &mapping{mm: mm, reserve: minSize, refs: 1}, nil
+			return &mapping{mm: mm, reserve: minSize, refs: 1, file: own}, nil
 		}
 		lastErr = err
 	}
+	own.Close()
 	return nil, fmt.Errorf("mmap %s (%d bytes): %w", f.Name(), minSize, lastErr)
 }
 
@@ -67,8 +76,15 @@ func (m *mapping) bytes(off, n uint64) []byte {
 	return m.mm[off : off+n : off+n]
 }
 
-// unmap releases the mapping; called once refs reached zero.
-func (m *mapping) unmap() error { return m.mm.Unmap() }
+// unmap releases the mapping and its descriptor; called once refs
+// reached zero.
+func (m *mapping) unmap() error {
+	m.file.Close()
+	return m.mm.Unmap()
+}
+
+// name is the path of the mapped file.
+func (m *mapping) name() string { return m.file.Name() }
 
 // advise applies madvise to the page-aligned span covering [off, off+n).
 func (m *mapping) advise(off, n uint64, advice int) error {

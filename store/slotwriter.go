@@ -17,6 +17,10 @@ import "sync"
 // slot, or past the committed size in a list's own slot. That space is
 // referenced by no committed list, which is what makes it safe to write
 // before the commit (see commit.go).
+//
+// It also computes the CRCs of every list it writes (crc.go) from the
+// bytes it queues: the kept entries keep their list's CRCs, the new
+// entries extend them.
 
 // slotJob is one list the slotWriter writes: the first keep entries of its
 // old slot, then the new entries [keep, size), into the slot at off of
@@ -38,6 +42,23 @@ type slotJob struct {
 	// size-keep of each), in staging memory.
 	bufs [2]entryBuf
 	fill func(ids []int64, codes []byte) error
+	// crc is set by writeSlot: the CRCs of entries [0, size) as written,
+	// unless the job overwrites (then its caller patches them, see
+	// Batch.writeEntries).
+	crc listCRC
+}
+
+// overwrites reports whether the job writes over entries of the list's
+// own slot (Update) rather than after them.
+func (j *slotJob) overwrites() bool { return j.inPlace && j.keep < j.old.size }
+
+// keptCRC returns the CRCs of the entries job j keeps: its list's own when
+// it keeps them all, those of the shorter list otherwise (shrunkCRC).
+func (w *slotWriter) keptCRC(j *slotJob) (listCRC, error) {
+	if j.keep == j.old.size || j.overwrites() {
+		return j.old.crc, nil
+	}
+	return shrunkCRC(w.m, j.l, j.old, j.keep, w.cs)
 }
 
 // entryBuf is a run of entries in memory.
@@ -240,6 +261,14 @@ func (w *slotWriter) writeSlot(j *slotJob) error {
 		}
 		bufs = [2]entryBuf{{ids: int64View(ids), codes: codes}}
 	}
+	crc, err := w.keptCRC(j)
+	if err != nil {
+		return err
+	}
+	for _, b := range bufs {
+		crc = crc.extend(b.codes, b.ids)
+	}
+	j.crc = crc
 	if err := w.add(j.off, keptCodes); err != nil {
 		return err
 	}

@@ -82,9 +82,10 @@ func (s *Store) Stats() (Stats, error) {
 
 // Check verifies the store's invariants and returns the first violation:
 // slots inside the file and not overlapping, size <= capacity, free +
-// pending + used == the file, free space disjoint from used slots, and the
-// in-memory table equal to the one in Pebble. Tests call it after every
-// step; it costs O(nlist log nlist).
+// pending + used == the file, free space disjoint from used slots, the
+// in-memory table equal to the one in Pebble, and every list's bytes
+// matching its CRCs (a *ListError, see Verify). Tests call it after every
+// step; it costs O(nlist log nlist) and a read of every list.
 func (s *Store) Check() error {
 	if !s.readOnly {
 		s.wmu.Lock()
@@ -100,7 +101,7 @@ func (s *Store) Check() error {
 		return err
 	}
 	if s.readOnly {
-		return nil
+		return v.checkCRCs()
 	}
 	if s.failed != nil {
 		return fmt.Errorf("%w: %v", ErrFailed, s.failed)
@@ -120,7 +121,7 @@ func (s *Store) Check() error {
 		what     string
 	}
 	var all []span
-	for _, u := range v.usedExtents() {
+	for _, u := range v.st.tab.slotsByOffset(cs) {
 		all = append(all, span{u[0], u[1], fmt.Sprintf("list %d", u[2])})
 	}
 	for _, e := range s.alloc.Extents() {
@@ -155,6 +156,22 @@ func (s *Store) Check() error {
 		if tab.get(l) != v.st.tab.get(l) {
 			return fmt.Errorf("list %d: pebble %+v, memory %+v", l, tab.get(l), v.st.tab.get(l))
 		}
+	}
+	return v.checkCRCs()
+}
+
+// checkCRCs returns the first list whose bytes do not match its CRCs; a
+// table without CRCs passes.
+func (v *View) checkCRCs() error {
+	if v.st.tab.noCRC {
+		return nil
+	}
+	bad, err := v.verifyAll(nil)
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return bad[0]
 	}
 	return nil
 }

@@ -302,6 +302,12 @@ func openWriter(dir string, o Options, db *pebble.DB, lock *os.File) (s *Store, 
 		m: m, views: map[uint64]int{},
 	}
 	s.cur = &state{seq: st.seq, nlist: int(st.nlist), tab: tab, fsize: st.fsize, gen: st.gen, m: m, user: user}
+	if tab.noCRC {
+		if err := s.addChecksums(); err != nil {
+			s.m.unmap()
+			return nil, fmt.Errorf("store: add checksums to %s: %w", dir, err)
+		}
+	}
 	if err := s.publish(true); err != nil {
 		s.m.unmap()
 		return nil, fmt.Errorf("store: publish table of %s: %w", dir, err)
@@ -417,6 +423,7 @@ func (s *Store) loadPublished(old *state) (*state, dataFile, *mapping, error) {
 			return nil, nil, nil, fmt.Errorf("%w: %s was replaced by another store", ErrMismatch, s.dir)
 		}
 		tab := newTable(int(snap.nlist))
+		tab.noCRC = snap.noCRC
 		for l, e := range snap.rows {
 			tab.set(l, e)
 		}

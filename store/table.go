@@ -1,32 +1,50 @@
 package store
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"sort"
+)
 
 // entry is one list's row of the list table. off is the byte offset of the
 // list's slot in the data file; capacity, size and hwm count entries. hwm
 // (high-water mark) is the largest size committed since the slot was
 // allocated: entries below it may be visible to some reader, so they are
-// never rewritten in place.
+// never rewritten in place. crc holds the CRC-32Cs of the first size
+// entries' codes and ids (crc.go).
 type entry struct {
 	off, cap, size, hwm uint64
+	crc                 listCRC
 }
 
-const entryLen = 32
+// entryLen is the encoded size of a row; entryLenNoCRC the size of a row
+// of format 1, which had no CRCs.
+const (
+	entryLen      = 40
+	entryLenNoCRC = 32
+)
 
 func (e entry) encode(b []byte) {
 	binary.LittleEndian.PutUint64(b[0:], e.off)
 	binary.LittleEndian.PutUint64(b[8:], e.cap)
 	binary.LittleEndian.PutUint64(b[16:], e.size)
 	binary.LittleEndian.PutUint64(b[24:], e.hwm)
+	binary.LittleEndian.PutUint32(b[32:], e.crc.codes)
+	binary.LittleEndian.PutUint32(b[36:], e.crc.ids)
 }
 
+// decodeEntry decodes a row of entryLen bytes, or of entryLenNoCRC bytes
+// (format 1: CRCs left 0).
 func decodeEntry(b []byte) entry {
-	return entry{
+	e := entry{
 		off:  binary.LittleEndian.Uint64(b[0:]),
 		cap:  binary.LittleEndian.Uint64(b[8:]),
 		size: binary.LittleEndian.Uint64(b[16:]),
 		hwm:  binary.LittleEndian.Uint64(b[24:]),
 	}
+	if len(b) >= entryLen {
+		e.crc = listCRC{binary.LittleEndian.Uint32(b[32:]), binary.LittleEndian.Uint32(b[36:])}
+	}
+	return e
 }
 
 // table is the list table as an immutable value shared by readers. It is
@@ -36,6 +54,11 @@ func decodeEntry(b []byte) entry {
 type table struct {
 	n      int
 	chunks []*chunk
+	// noCRC marks a table of format 1, whose rows have no CRCs: one a
+	// read-only process finds published by an older writer. A writer
+	// never holds one: opening a store of format 1 for writing adds the
+	// CRCs first (addChecksums).
+	noCRC bool
 }
 
 const (
@@ -87,6 +110,19 @@ func (t *table) rows(fn func(l int, e entry)) {
 	}
 }
 
+// slotsByOffset returns the slots of the table's lists sorted by offset:
+// off, end, list.
+func (t *table) slotsByOffset(codeSize int) [][3]uint64 {
+	var out [][3]uint64
+	for l := 0; l < t.n; l++ {
+		if e := t.get(l); e.cap > 0 {
+			out = append(out, [3]uint64{e.off, e.off + slotBytes(e.cap, codeSize), uint64(l)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	return out
+}
+
 // draft is a writable copy of a table: chunks are copied on first write.
 type draft struct {
 	t     *table
@@ -95,7 +131,7 @@ type draft struct {
 }
 
 func newDraft(base *table) *draft {
-	t := &table{n: base.n, chunks: append([]*chunk(nil), base.chunks...)}
+	t := &table{n: base.n, chunks: append([]*chunk(nil), base.chunks...), noCRC: base.noCRC}
 	return &draft{t: t, owned: make([]bool, len(t.chunks)), dirty: map[int]struct{}{}}
 }
 

@@ -1,9 +1,6 @@
 package store
 
-import (
-	"fmt"
-	"sort"
-)
+import "fmt"
 
 // View is a consistent, read-only snapshot of the store: the list table of
 // one commit and the mapping its slots live in. The slices a View returns
@@ -192,19 +189,6 @@ func (v *View) ImbalanceFactor() float64 {
 		return 0
 	}
 	return sq * float64(v.st.nlist) / (tot * tot)
-}
-
-// usedExtents returns the slots of the view's table sorted by offset.
-func (v *View) usedExtents() [][3]uint64 {
-	var out [][3]uint64 // off, end, list
-	for l := 0; l < v.st.nlist; l++ {
-		e := v.st.tab.get(l)
-		if e.cap > 0 {
-			out = append(out, [3]uint64{e.off, e.off + slotBytes(e.cap, int(v.s.conf.codeSize)), uint64(l)})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
-	return out
 }
 
 // ListSize returns the number of entries in list l of the last commit.

@@ -118,6 +118,23 @@ func bar(env *Env, quiet bool, label, unit string, total int64) *progress.Bar {
 	return progress.New(env.Stderr, mode, label, unit, total)
 }
 
+// stageBar returns a progress report that draws one bar, made on the
+// first report (when the total is known), and the function that ends it.
+func stageBar(env *Env, quiet bool, unit string) (report func(stage string, done, total int64), finish func()) {
+	var b *progress.Bar
+	report = func(stage string, done, total int64) {
+		if b == nil {
+			b = bar(env, quiet, stage, unit, total)
+		}
+		b.Set(done, 0)
+	}
+	return report, func() {
+		if b != nil {
+			b.Finish()
+		}
+	}
+}
+
 // checkHeadroom accepts a --headroom share in [0, 4] (what the store takes).
 func checkHeadroom(h float64) error {
 	if !(h >= 0 && h <= 4) {

@@ -7,30 +7,12 @@ import (
 	"time"
 
 	"github.com/shelfdb/shelf/faissio"
-	"github.com/shelfdb/shelf/internal/progress"
 	"github.com/shelfdb/shelf/ivf"
 )
 
 func init() {
 	register("import-faiss", "read a FAISS IndexIVFPQ / IndexIVFFlat file into a new on-disk index", runImportFAISS)
 	register("export-faiss", "write an index as a FAISS index file (lists inline or OnDiskInvertedLists)", runExportFAISS)
-}
-
-// faissBar draws one bar per stage of an import or export, made on the
-// first report (when the total is known).
-func faissBar(env *Env, quiet bool, unit string) (func(stage string, done, total int64), func()) {
-	var b *progress.Bar
-	report := func(stage string, done, total int64) {
-		if b == nil {
-			b = bar(env, quiet, stage, unit, total)
-		}
-		b.Set(done, 0)
-	}
-	return report, func() {
-		if b != nil {
-			b.Finish()
-		}
-	}
 }
 
 // faissModel describes a FAISS index in one line.
@@ -72,7 +54,7 @@ func runImportFAISS(env *Env) error {
 	if err != nil {
 		return err
 	}
-	report, finish := faissBar(env, *quiet, "vectors")
+	report, finish := stageBar(env, *quiet, "vectors")
 	t0 := time.Now()
 	ix, err := faissio.Import(*in, *dir, &faissio.ImportOptions{Progress: report, Cosine: *cosine})
 	finish()
@@ -133,7 +115,7 @@ func runExportFAISS(env *Env) error {
 	}
 	defer ix.Close()
 	p := ix.Params()
-	report, finish := faissBar(env, *quiet, "vectors")
+	report, finish := stageBar(env, *quiet, "vectors")
 	t0 := time.Now()
 	err = faissio.Write(ix, *out, &faissio.ExportOptions{OnDiskData: *ondisk, CosineAsInnerProduct: *asIP, Progress: report})
 	finish()
