@@ -86,6 +86,7 @@ type metaDB struct {
 	once   sync.Once
 	ctx    context.Context // cancelled by the first fail
 	cancel context.CancelFunc
+	l0     atomic.Int64 // tables in level 0 (as of the last count, plus flushes since)
 }
 
 // openMeta opens (or, with create, creates) the Pebble database in dir.
@@ -103,6 +104,11 @@ func openMeta(dir string, o Options, create bool) (*metaDB, error) {
 		EventListener: &pebble.EventListener{
 			BackgroundError: m.backgroundError,
 			DataCorruption:  m.dataCorruption,
+			FlushEnd: func(info pebble.FlushInfo) {
+				if info.Err == nil {
+					m.l0.Add(int64(len(info.Output)))
+				}
+			},
 		},
 		DisableAutomaticCompactions: true,
 	}
@@ -121,8 +127,11 @@ func openMeta(dir string, o Options, create bool) (*metaDB, error) {
 	})
 	if err != nil {
 		m.fs.releaseLocks()
-	} else if err = m.maybeCompact(); err != nil {
-		_ = m.close()
+	} else {
+		m.l0.Store(m.db.Metrics().Levels[0].TablesCount)
+		if err = m.maybeCompact(); err != nil {
+			_ = m.close()
+		}
 	}
 	if err != nil {
 		return nil, m.describe(err)
@@ -349,11 +358,15 @@ func (m *metaDB) commit(pb *pebble.Batch, wo *pebble.WriteOptions) error {
 // does, and Pebble stops writes at 12. A failed compaction stops the
 // database.
 func (m *metaDB) maybeCompact() error {
+	if m.l0.Load() < metaCompactTables {
+		return nil
+	}
 	err := m.call(func() error {
-		if m.db.Metrics().Levels[0].TablesCount < metaCompactTables {
-			return nil
+		if err := m.db.Compact(m.ctx, []byte{0}, []byte{0xff}, false); err != nil {
+			return err
 		}
-		return m.db.Compact(m.ctx, []byte{0}, []byte{0xff}, false)
+		m.l0.Store(m.db.Metrics().Levels[0].TablesCount)
+		return nil
 	})
 	if err != nil {
 		m.fail(err)
