@@ -411,7 +411,8 @@ func (c *campaign) record(name string, v *verdict, killed, finished, refusalOK b
 	s.half += v.half
 	if !bad {
 		s.survived++
-	} else if len(c.failures) < 60 {
+	} else if s.trials-s.survived <= 3 {
+		// The first three failures of each kind of trial.
 		c.failures = append(c.failures, fmt.Sprintf("%s: %s", name, strings.Join(v.notes, "; ")))
 	}
 }
@@ -468,7 +469,7 @@ func (c *campaign) report(elapsed time.Duration) {
 	}
 	if len(c.failures) > 0 {
 		fmt.Println()
-		fmt.Printf("first failures (of %d trials that did not survive):\n", t.trials-t.survived)
+		fmt.Printf("failures (the first three of each kind; %d trials did not survive):\n", t.trials-t.survived)
 		for _, f := range c.failures {
 			fmt.Println("  " + f)
 		}

@@ -59,7 +59,11 @@ func (r cmdResult) String() string {
 	if len(msg) > 300 {
 		msg = msg[:300] + "..."
 	}
-	return fmt.Sprintf("%s (%s, %v): %s", strings.Join(r.args, " "), what, r.dur.Round(time.Millisecond), msg)
+	out := fmt.Sprintf("%s (%s, %v)", strings.Join(r.args, " "), what, r.dur.Round(time.Millisecond))
+	if msg != "" {
+		out += ": " + msg
+	}
+	return out
 }
 
 // run runs bin with args under timeout, killing it with SIGKILL after
