@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test unit race fuzz vet demo stress bench cuda
+.PHONY: test unit race fuzz vet demo stress crash-campaign bench cuda
 
 test:
 	FUZZTIME=$(FUZZTIME) bash .ci/run
@@ -30,6 +30,13 @@ demo:
 stress:
 	$(GO) test ./store/ -run 'TestCrashKill' -store.kills=200 -timeout 30m -v
 	$(GO) test ./store/ -run 'TestModel|TestCrashFaultInjection' -store.steps=30000 -timeout 30m -v
+
+# The crash-and-fault campaign (not part of CI): the real shelf binary
+# killed with SIGKILL 1,000 times across its commands, run on a full disk
+# (a small tmpfs: as root, skipped otherwise) and on flipped bytes; prints
+# what survived (bench/README.md).
+crash-campaign:
+	$(GO) run ./bench/crashcampaign --trials 1000
 
 bench:
 	$(GO) test ./store/ -run '^$$' -bench . -benchtime 2s

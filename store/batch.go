@@ -57,10 +57,7 @@ func (s *Store) writable() error {
 	if closed {
 		return ErrClosed
 	}
-	if s.failed != nil {
-		return fmt.Errorf("%w: %s: %v", ErrFailed, s.dir, s.failed)
-	}
-	return nil
+	return s.failure()
 }
 
 func (b *Batch) check(l int) error {

@@ -149,9 +149,9 @@ func (s *Store) commitTable(pb *pebble.Batch, st stateRec) error {
 	if s.opts.NoSync {
 		wo = pebble.NoSync
 	}
-	if err := commitMeta(pb, wo); err != nil {
-		s.failed = err
-		return fmt.Errorf("%w: commit metadata of %s: %v", ErrFailed, s.dir, err)
+	if err := s.meta.commit(pb, wo); err != nil {
+		s.failed = fmt.Errorf("%w: commit metadata of %s: %w", ErrFailed, s.dir, err)
+		return s.failed
 	}
 	return nil
 }

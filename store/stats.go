@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 
+	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/sys/unix"
 )
 
@@ -103,8 +104,8 @@ func (s *Store) Check() error {
 	if s.readOnly {
 		return v.checkCRCs()
 	}
-	if s.failed != nil {
-		return fmt.Errorf("%w: %v", ErrFailed, s.failed)
+	if err := s.failure(); err != nil {
+		return err
 	}
 	if err := s.alloc.Check(); err != nil {
 		return fmt.Errorf("allocator: %w", err)
@@ -145,7 +146,12 @@ func (s *Store) Check() error {
 		return fmt.Errorf("accounting ends at %d, file at %d", pos, s.alloc.End())
 	}
 	// The table in memory is the table in Pebble.
-	_, st, tab, _, err := loadMeta(s.db)
+	var st stateRec
+	var tab *table
+	err = s.meta.read(func(db *pebble.DB) (err error) {
+		_, st, tab, _, err = loadMeta(db)
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,8 @@ type Store struct {
 
 	// Writer side, guarded by wmu.
 	wmu       sync.Mutex
-	db        *pebble.DB
+	meta      *metaDB    // the metadata database and its failure (metafatal.go)
+	db        *pebble.DB // meta.db
 	file      dataFile
 	alloc     *slots.Allocator
 	pending   []pendingFree
@@ -126,24 +127,6 @@ type state struct {
 type pendingFree struct {
 	ext slots.Extent
 	seq uint64 // the commit that freed it
-}
-
-func metaOptions(o Options, create bool) *pebble.Options {
-	po := &pebble.Options{Logger: quietLogger{}, FS: o.MetaFS}
-	if create {
-		po.ErrorIfExists = true
-	} else {
-		po.ErrorIfNotExists = true
-	}
-	return po
-}
-
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...interface{})  {}
-func (quietLogger) Errorf(string, ...interface{}) {}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(pebbleFatal{fmt.Sprintf("pebble: "+format, args...)})
 }
 
 func newID() [16]byte {
@@ -199,24 +182,24 @@ func Create(dir string, opts Options) (*Store, error) {
 	if err := atomicfile.SyncDir(dir); err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(filepath.Join(dir, metaDirName), metaOptions(o, true))
+	m, err := openMeta(filepath.Join(dir, metaDirName), o, true)
 	if err != nil {
 		if errors.Is(err, pebble.ErrDBAlreadyExists) {
 			return nil, fmt.Errorf("%w: %s", ErrExist, dir)
 		}
 		return nil, fmt.Errorf("store: create metadata in %s: %w", dir, err)
 	}
-	b := db.NewBatch()
+	b := m.db.NewBatch()
 	fv := make([]byte, 4)
 	binary.LittleEndian.PutUint32(fv, formatVersion)
 	_ = b.Set(keyFormat, fv, nil)
 	_ = b.Set(keyConf, c.encode(), nil)
 	_ = b.Set(keyState, stateRec{nlist: uint64(opts.NumLists), gen: 1, fsize: headerSize, seq: 1}.encode(), nil)
-	if err := commitMeta(b, pebble.Sync); err != nil {
-		_ = closeMeta(db)
+	if err := m.commit(b, pebble.Sync); err != nil {
+		_ = m.close()
 		return nil, fmt.Errorf("store: create metadata in %s: %w", dir, err)
 	}
-	s, err := openWriter(dir, o, db, lock)
+	s, err := openWriter(dir, o, m, lock)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +220,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(filepath.Join(dir, metaDirName), metaOptions(o, false))
+	m, err := openMeta(filepath.Join(dir, metaDirName), o, false)
 	if err != nil {
 		lock.Close()
 		if errors.Is(err, pebble.ErrDBDoesNotExist) {
@@ -245,7 +228,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store: open metadata in %s: %w", dir, err)
 	}
-	s, err := openWriter(dir, o, db, lock)
+	s, err := openWriter(dir, o, m, lock)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -253,13 +236,22 @@ func Open(dir string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-func openWriter(dir string, o Options, db *pebble.DB, lock *os.File) (s *Store, err error) {
+func openWriter(dir string, o Options, meta *metaDB, lock *os.File) (s *Store, err error) {
 	defer func() {
 		if err != nil {
-			db.Close()
+			_ = meta.close()
 		}
 	}()
-	c, st, tab, user, err := loadMeta(db)
+	var (
+		c    conf
+		st   stateRec
+		tab  *table
+		user map[string][]byte
+	)
+	err = meta.read(func(db *pebble.DB) (err error) {
+		c, st, tab, user, err = loadMeta(db)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", filepath.Join(dir, metaDirName), err)
 	}
@@ -298,7 +290,7 @@ func openWriter(dir string, o Options, db *pebble.DB, lock *os.File) (s *Store, 
 	}
 	removeStaleDataFiles(dir, st.gen)
 	s = &Store{
-		dir: dir, opts: o, conf: c, db: db, file: f, alloc: alloc, lock: lock,
+		dir: dir, opts: o, conf: c, meta: meta, db: meta.db, file: f, alloc: alloc, lock: lock,
 		m: m, views: map[uint64]int{},
 	}
 	s.cur = &state{seq: st.seq, nlist: int(st.nlist), tab: tab, fsize: st.fsize, gen: st.gen, m: m, user: user}
@@ -552,12 +544,12 @@ func (s *Store) Close() error {
 	s.rmu.Unlock()
 	var errs []error
 	if !s.readOnly {
-		if s.failed == nil {
+		if s.failure() == nil {
 			if err := s.publish(true); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		if err := closeMeta(s.db); err != nil {
+		if err := s.meta.close(); err != nil {
 			errs = append(errs, fmt.Errorf("store: close metadata: %w", err))
 		}
 		if err := s.file.Close(); err != nil {
@@ -588,6 +580,24 @@ func (s *Store) publish(durable bool) error {
 		s.durable = st.seq
 	}
 	return nil
+}
+
+// failure returns why the store writes nothing more until it is
+// reopened: a commit that failed, or the metadata database's failure
+// (metafatal.go), which may come from any of Pebble's goroutines. It
+// wraps ErrFailed and the cause.
+func (s *Store) failure() error {
+	err := s.failed
+	if err == nil && s.meta != nil {
+		err = s.meta.failure()
+	}
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrFailed) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrFailed, s.dir, err)
 }
 
 func (s *Store) current() *state {
