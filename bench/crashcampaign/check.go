@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/shelfdb/shelf/faissio"
 	"github.com/shelfdb/shelf/internal/vecio"
 	"github.com/shelfdb/shelf/ivf"
 )
@@ -380,7 +381,7 @@ const searchK = 10
 // model (read from its FAISS export) holding the vectors of present,
 // added as their reference codes.
 func (c *campaign) refSearch(present idSet) ([]int64, error) {
-	ix, err := ivf.ReadFAISS(c.templateFAISS)
+	ix, err := faissio.Read(c.templateFAISS)
 	if err != nil {
 		return nil, err
 	}

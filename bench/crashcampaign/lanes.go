@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shelfdb/shelf/ivf"
+	"github.com/shelfdb/shelf/faissio"
 )
 
 // resetLive makes the live index a fresh copy of the base index.
@@ -369,7 +369,7 @@ func (c *campaign) fullTrial(op string, free int64) *verdict {
 		c.afterCreate(v, op, newDir, createArgs, createWant, r)
 	case "export-faiss":
 		if ack {
-			ix, err := ivf.ReadFAISS(filepath.Join(c.tmpfs, "out.faiss"))
+			ix, err := faissio.Read(filepath.Join(c.tmpfs, "out.faiss"))
 			if err != nil || ix.NTotal() != int64(len(want)) {
 				v.wrong++
 				v.note("export-faiss on a full disk exited 0, its file: %v", err)

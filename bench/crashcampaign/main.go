@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shelfdb/shelf/faissio"
 	"github.com/shelfdb/shelf/internal/synth"
 	"github.com/shelfdb/shelf/internal/vecio"
 	"github.com/shelfdb/shelf/ivf"
@@ -219,7 +220,7 @@ func (c *campaign) setup() error {
 		}
 	}
 	// The reference: the template's model, in memory, encodes every row.
-	ref, err := ivf.ReadFAISS(c.templateFAISS)
+	ref, err := faissio.Read(c.templateFAISS)
 	if err != nil {
 		return err
 	}
