@@ -64,11 +64,13 @@ const (
 
 // publisher is the writer's side of table.snap and table.log (wmu held).
 type publisher struct {
-	log       *os.File // table.log, open for appending; nil: publish table.snap next
-	off       int64    // end of the last record in log
-	limit     int64    // a log longer than this is folded into a new table.snap
-	buf       []byte   // record encoding
-	recovered string   // what the open restored from the published table, if anything
+	log        *os.File  // table.log, open for appending; nil: publish table.snap next
+	nameSynced bool      // the directory entry of log is durable
+	off        int64     // end of the last record in log
+	limit      int64     // a log longer than this is folded into a new table.snap
+	rec        logRecord // the record being appended, its slices reused
+	buf        []byte    // its encoding
+	recovered  string    // what the open restored from the published table, if anything
 }
 
 func (p *publisher) close() {
@@ -102,6 +104,12 @@ func (s *Store) publish(durable bool) error {
 				s.pub.close()
 				return err
 			}
+			if !s.pub.nameSynced {
+				if err := atomicfile.SyncDir(s.dir); err != nil {
+					return err
+				}
+				s.pub.nameSynced = true
+			}
 		}
 		s.durable = s.published
 	}
@@ -111,9 +119,12 @@ func (s *Store) publish(durable bool) error {
 // publishSnap publishes st whole: table.snap, then an empty table.log
 // extending it. A reader that finds the new snapshot with the previous
 // log ignores the log (it names an older snapshot), so every moment shows
-// readers st or a state before it. With durable (and syncs on), both files
-// and their names are synced before it returns, so that a later sync of
-// the log makes its records durable too.
+// readers st or a state before it. With durable (and syncs on), the
+// snapshot and its name are synced before the log replaces the previous
+// one: a machine crash can never leave the older snapshot with the new
+// log, which would hide commits the previous log held durably. The new
+// log is not synced (a crash that loses it leaves readers the new
+// snapshot); the first sync of its records syncs its name too.
 func (s *Store) publishSnap(st *state, durable bool) error {
 	s.pub.close()
 	sync := durable && !s.opts.NoSync
@@ -127,24 +138,26 @@ func (s *Store) publishSnap(st *state, durable bool) error {
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
-	f, err := createLog(s.dir, logHeader{conf: s.conf, snapSeq: st.seq, logID: binary.LittleEndian.Uint64(id[:]) | 1}, sync)
+	f, err := createLog(s.dir, logHeader{conf: s.conf, snapSeq: st.seq, logID: binary.LittleEndian.Uint64(id[:]) | 1})
 	if err != nil {
 		return err // readers read the snapshot alone; the next commit tries again
 	}
 	s.pub.log = f
+	s.pub.nameSynced = false
 	s.pub.off = logHeaderLen
 	s.pub.limit = max(int64(len(data)), s.opts.logLimit)
 	return nil
 }
 
-// createLog writes a new table.log holding only header h, atomically.
-func createLog(dir string, h logHeader, sync bool) (*os.File, error) {
+// createLog writes a new table.log holding only header h, atomically but
+// not durably.
+func createLog(dir string, h logHeader) (*os.File, error) {
 	path := filepath.Join(dir, logName)
 	f, err := atomicfile.Create(path, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	f.NoSync = !sync
+	f.NoSync = true
 	if _, err := f.Write(h.encode()); err != nil {
 		f.Abort()
 		return nil, fmt.Errorf("write %s: %w", f.Name(), err)
@@ -164,14 +177,14 @@ func createLog(dir string, h logHeader, sync bool) (*os.File, error) {
 // is tried, and failing that readers keep reading an older commit (never
 // a wrong one) until a later publication succeeds.
 func (s *Store) publishCommit(prev uint64, st *state, lists map[int]struct{}, user map[string][]byte, rewrite bool) {
-	if rewrite || s.pub.log == nil || s.published != prev {
+	if rewrite || s.pub.log == nil || s.published != prev || int64(len(lists))*(4+entryLen) > s.pub.limit {
+		// A record as large as the table might as well be the table.
 		_ = s.publishSnap(st, true)
 		return
 	}
-	rec := logRecord{
-		stateRec: st.rec(),
-		rows:     make([]logRow, 0, len(lists)),
-	}
+	rec := &s.pub.rec
+	rec.stateRec = st.rec()
+	rec.rows, rec.user = rec.rows[:0], rec.user[:0]
 	for l := range lists {
 		rec.rows = append(rec.rows, logRow{l: l, e: st.tab.get(l)})
 	}
@@ -182,6 +195,10 @@ func (s *Store) publishCommit(prev uint64, st *state, lists map[int]struct{}, us
 	if cap(buf) <= 1<<20 {
 		s.pub.buf = buf
 	}
+	if cap(rec.rows) > 1<<15 {
+		rec.rows = nil
+	}
+	clear(rec.user)
 	if _, err := s.pub.log.WriteAt(buf, s.pub.off); err != nil {
 		// The record may be half written: readers stop there, so nothing
 		// may follow it in this log.

@@ -163,9 +163,12 @@ func scanReaders(dir string) (min uint64, ok bool, err error) {
 	}
 	for _, e := range ents {
 		path := filepath.Join(rdir, e.Name())
-		// Read-only is enough to lock and read, and works on the file of
-		// a reader run by another user.
-		f, err := os.Open(path)
+		// Read-only is enough to lock and read where flock is native, and
+		// is all a reader run by another user allows.
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrPermission) {
+			f, err = os.Open(path)
+		}
 		if err != nil {
 			continue // removed meanwhile
 		}
