@@ -253,11 +253,17 @@ type readerSide struct {
 func (s *Store) Unregistered() error { return s.rd.unreg }
 
 // closeReader ends a read-only store's registration and closes its data
-// file (which drops its lock, if unregistered).
+// file (which drops its lock, if unregistered). It waits for a Refresh
+// in progress.
 func (s *Store) closeReader() {
-	if s.reg != nil {
-		unregisterReader(s.reg)
-		s.reg = nil
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.rmu.Lock()
+	reg := s.reg
+	s.reg = nil // updateRegLocked writes it under rmu
+	s.rmu.Unlock()
+	if reg != nil {
+		unregisterReader(reg)
 	}
 	if s.rd.data != nil {
 		s.rd.data.Close()
