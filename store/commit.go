@@ -115,14 +115,15 @@ func (b *Batch) Commit() error {
 		b.rollback()
 		return err
 	}
+	st := &state{seq: seq, nlist: b.nlist, tab: b.d.t, fsize: fsize, gen: b.gen, m: s.m, user: user}
 	s.rmu.Lock()
-	s.cur = &state{seq: seq, nlist: b.nlist, tab: b.d.t, fsize: fsize, gen: b.gen, m: s.m, user: user}
+	s.cur = st
 	s.rmu.Unlock()
 	for _, e := range b.freed {
 		s.pending = append(s.pending, pendingFree{ext: e, seq: seq})
 	}
 	b.allocated = nil
-	s.afterCommit()
+	s.afterCommit(cur.seq, st, b)
 	return nil
 }
 
@@ -156,20 +157,20 @@ func (s *Store) commitTable(pb *pebble.Batch, st stateRec) error {
 	return nil
 }
 
-// afterCommit publishes the table to read-only processes when there are
-// any, and reuses freed space nobody can see any more (wmu held).
-func (s *Store) afterCommit() {
-	if _, ok, err := scanReaders(s.dir); err == nil && ok {
-		_ = s.publish(false)
-	}
+// afterCommit publishes commit st (which followed prev) to read-only
+// processes before Commit returns, and reuses freed space nobody can see
+// any more (wmu held).
+func (s *Store) afterCommit(prev uint64, st *state, b *Batch) {
+	s.publishCommit(prev, st, b.d.dirty, b.user, b.rewriteAll)
 	s.releasePending()
 }
 
 // releasePending returns to the allocator the freed slots no reader can
 // see: freed by a commit no newer than the oldest live view (here or in a
-// read-only process) and than the durably published table (wmu held).
+// read-only process) and than the durably published table, and none
+// while a reader that could not register holds the data file (wmu held).
 func (s *Store) releasePending() {
-	if len(s.pending) == 0 {
+	if len(s.pending) == 0 || dataLockedByReaders(s.file.OS()) {
 		return
 	}
 	cur := s.current()
@@ -192,11 +193,10 @@ func (s *Store) releasePending() {
 			blocked += p.ext.Len
 		}
 	}
-	// Publishing costs O(nlist); do it once enough space waits for it.
-	threshold := uint64(16*entryLen) * uint64(cur.nlist)
-	if threshold < 1<<20 {
-		threshold = 1 << 20
-	}
+	// Every commit is published, but not durably: sync the log (one
+	// fdatasync for all the commits since the last) once enough space
+	// waits for it.
+	const threshold = 1 << 20
 	if blocked >= threshold {
 		_ = s.publish(true)
 	}

@@ -129,10 +129,13 @@ func (s *Store) CompactWith(opts CompactOptions) (CompactStats, error) {
 	oldFile.Close()
 	// Publish first: a read-only process that still finds the old table
 	// must be able to open the old file, or find the new table when it
-	// cannot. Processes that mapped the old file keep it; a failed remove
-	// only leaves a file Open deletes later.
+	// cannot (a missing file named by an unchanged table is reported
+	// missing). Processes that mapped the old file keep it; a file left
+	// behind is deleted by the next Open.
 	perr := s.publish(true)
-	_ = os.Remove(oldPath)
+	if perr == nil {
+		_ = os.Remove(oldPath)
+	}
 	if perr != nil {
 		return stats, fmt.Errorf("store: publish table of %s: %w", s.dir, perr)
 	}

@@ -12,9 +12,18 @@
 //
 //	meta/              Pebble: format, code size, nlist, list table, user records
 //	lists.<gen>.data   the data file; <gen> changes on compaction
-//	table.snap         the last published list table, for read-only processes
+//	table.snap         the whole list table of one commit S, for read-only processes
+//	table.log          a header naming S, then one record per commit after S
+//	                   (rows and user records changed, file size, generation,
+//	                   seq; CRC-32C each), appended before Commit returns
 //	readers/           one locked file per read-only process (the commit it reads)
 //	writer.lock        flock'd by the one read-write process, holds its pid
+//
+// table.snap + table.log always reach the last commit that returned (a
+// killed writer leaves them in the page cache); the log is folded into a
+// new table.snap once it outgrows the table, and at Close. A read-only
+// process that cannot write readers/ holds a shared flock on the data
+// file instead, and the writer reuses no freed space while it does.
 //
 // The data file starts with a 4 KiB header (magic, version, code size,
 // generation, store id, CRC-32C). Each list owns one slot laid out as
@@ -33,7 +42,12 @@
 //     state is on disk.
 //   - A slot freed by commit N is reused only when every live reader (views
 //     in this process, read-only processes registered in readers/) reads a
-//     commit >= N and the published table.snap is at least N.
+//     commit >= N, the published table (table.snap + table.log) is durably
+//     at least N, and no unregistered read-only process holds the data file.
+//   - The published table is written after Pebble's commit, so it is never
+//     newer than Pebble's last commit unless Pebble lost commits it had
+//     acknowledged (a damaged WAL): Open then restores them from it, or
+//     refuses to open; it never reopens behind it (publish.go, witness).
 //   - Every committed list's codes and ids match the CRCs of its row
 //     (crc.go): the commit that publishes bytes publishes their CRCs, and
 //     no write computes CRCs over bytes it read without checking them.
@@ -46,7 +60,8 @@
 //
 // # Files
 //
-//	store.go        Options, Create, Open, OpenReadOnly, Refresh, Close, publish
+//	store.go        Options, Create, Open, OpenReadOnly, Close
+//	publish.go      table.snap + table.log: publishing, reading, Refresh, the witness check at open
 //	batch.go        the Batch API: Begin, Add, AddSpread, Update, Resize, Clear, meta records
 //	commit.go       the write order (crash safety), Commit, Abort, freed-slot reuse
 //	buffer.go       what a batch holds before writing: per-list buffers, AddSpread blocks
@@ -59,7 +74,8 @@
 //	file*.go        the data file seam (dataFile) and its system calls: pwritev, fdatasync,
 //	                fallocate, sync_file_range, fadvise
 //	mmap.go         all mmap and unsafe code
-//	meta.go table.go metafatal.go  the Pebble records, the list table, Pebble's fatal errors
+//	meta.go table.go metafatal.go  the Pebble records and the published files' encodings,
+//	                the list table, Pebble's fatal errors
 //	crc.go verify.go  the lists' CRCs and how writes keep them; Verify, Check's CRCs, CheckList
 //	view.go stats.go readers.go  views, statistics, cross-process readers
 //	errors.go endian_check.go    sentinel errors; little-endian builds only

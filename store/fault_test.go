@@ -209,6 +209,7 @@ func (s *Store) abandon() {
 	s.closed = true
 	s.rmu.Unlock()
 	_ = s.db.Close()
+	s.pub.close()
 	s.lock.Close()
 	s.rmu.Lock()
 	s.dropMappingLocked(s.m)

@@ -30,6 +30,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if dir := os.Getenv("SHELF_RO_CHILD_DIR"); dir != "" {
+		if err := roChild(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "read-only child:", err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
 	if dir := os.Getenv("SHELF_KILL_CHILD_DIR"); dir != "" {
 		start, _ := strconv.Atoi(os.Getenv("SHELF_KILL_CHILD_START"))
 		if err := killChild(dir, start); err != nil {

@@ -23,6 +23,7 @@ const (
 	headerSize      = 4096 // data file header; slots start here
 	dataMagic       = "SHELFLST"
 	snapMagic       = "SHELFSNP"
+	logMagic        = "SHELFLOG"
 	dataHeaderBytes = 44
 )
 
@@ -281,6 +282,169 @@ func decodeSnapshot(b []byte) (*snapshot, error) {
 	return s, nil
 }
 
+// logHeader begins table.log: the snapshot the log extends (its store and
+// commit) and a random id, so a reader that read part of one log knows
+// whether the file it finds later is still that log.
+type logHeader struct {
+	conf
+	snapSeq uint64
+	logID   uint64
+}
+
+const logHeaderLen = 8 + 4 + 4 + 16 + 8 + 8 + 4
+
+func (h logHeader) encode() []byte {
+	b := make([]byte, logHeaderLen)
+	copy(b, logMagic)
+	binary.LittleEndian.PutUint32(b[8:], formatVersion)
+	binary.LittleEndian.PutUint32(b[12:], h.codeSize)
+	copy(b[16:32], h.id[:])
+	binary.LittleEndian.PutUint64(b[32:], h.snapSeq)
+	binary.LittleEndian.PutUint64(b[40:], h.logID)
+	binary.LittleEndian.PutUint32(b[48:], crc32.Checksum(b[:48], castagnoli))
+	return b
+}
+
+func decodeLogHeader(b []byte) (logHeader, error) {
+	if len(b) < logHeaderLen {
+		return logHeader{}, fmt.Errorf("%w: log header truncated (%d bytes)", ErrCorrupt, len(b))
+	}
+	if string(b[:8]) != logMagic {
+		return logHeader{}, fmt.Errorf("%w: bad log magic %q", ErrCorrupt, b[:8])
+	}
+	if got, want := binary.LittleEndian.Uint32(b[48:]), crc32.Checksum(b[:48], castagnoli); got != want {
+		return logHeader{}, fmt.Errorf("%w: log header checksum %08x, want %08x", ErrCorrupt, got, want)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != formatVersion {
+		return logHeader{}, fmt.Errorf("%w: log format version %d, this build reads %d", ErrCorrupt, v, formatVersion)
+	}
+	var h logHeader
+	h.codeSize = binary.LittleEndian.Uint32(b[12:])
+	copy(h.id[:], b[16:32])
+	h.snapSeq = binary.LittleEndian.Uint64(b[32:])
+	h.logID = binary.LittleEndian.Uint64(b[40:])
+	return h, nil
+}
+
+// logRecord is one commit in table.log: its state record (list count,
+// generation, file size, sequence number), the list rows it changed and
+// the user records it set or deleted. On disk: the payload's length and
+// CRC-32C (4 bytes each), then the payload: the state record, the number
+// of rows, each row as list (4 bytes) and entry, the number of user
+// changes, each as key length, key, value length (all ones: deleted) and
+// value.
+type logRecord struct {
+	stateRec
+	rows []logRow
+	user []userChange
+}
+
+type logRow struct {
+	l int
+	e entry
+}
+
+type userChange struct {
+	key string
+	val []byte // nil: deleted
+}
+
+const userDeleted = ^uint32(0)
+
+// appendTo appends the encoded record to b.
+func (r *logRecord) appendTo(b []byte) []byte {
+	start := len(b)
+	b = append(b, make([]byte, 8)...)
+	b = append(b, r.stateRec.encode()...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.rows)))
+	var row [entryLen]byte
+	for _, w := range r.rows {
+		b = binary.LittleEndian.AppendUint32(b, uint32(w.l))
+		w.e.encode(row[:])
+		b = append(b, row[:]...)
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.user)))
+	for _, u := range r.user {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(u.key)))
+		b = append(b, u.key...)
+		if u.val == nil {
+			b = binary.LittleEndian.AppendUint32(b, userDeleted)
+			continue
+		}
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(u.val)))
+		b = append(b, u.val...)
+	}
+	payload := b[start+8:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(payload, castagnoli))
+	return b
+}
+
+// decodeLogRecord decodes the record at the start of b and returns its
+// length. ok is false where no whole, intact record starts: the end of
+// the log, a record torn by a crash or still being written, or damage.
+// Records are checksummed, so a reader stops there rather than guess.
+func decodeLogRecord(b []byte) (r logRecord, n int, ok bool) {
+	if len(b) < 8 {
+		return logRecord{}, 0, false
+	}
+	size := binary.LittleEndian.Uint32(b)
+	if uint64(size) > uint64(len(b)-8) || size < 32+8 {
+		return logRecord{}, 0, false
+	}
+	p := b[8 : 8+size]
+	if binary.LittleEndian.Uint32(b[4:]) != crc32.Checksum(p, castagnoli) {
+		return logRecord{}, 0, false
+	}
+	st, err := decodeState(p[:32])
+	if err != nil {
+		return logRecord{}, 0, false
+	}
+	r.stateRec = st
+	p = p[32:]
+	nrows := uint64(binary.LittleEndian.Uint32(p))
+	p = p[4:]
+	if nrows > uint64(len(p))/(4+entryLen) {
+		return logRecord{}, 0, false
+	}
+	r.rows = make([]logRow, nrows)
+	for i := range r.rows {
+		l := binary.LittleEndian.Uint32(p)
+		if uint64(l) >= st.nlist {
+			return logRecord{}, 0, false
+		}
+		r.rows[i] = logRow{l: int(l), e: decodeEntry(p[4:])}
+		p = p[4+entryLen:]
+	}
+	if len(p) < 4 {
+		return logRecord{}, 0, false
+	}
+	nuser := binary.LittleEndian.Uint32(p)
+	p = p[4:]
+	for i := uint32(0); i < nuser; i++ {
+		k, rest, ok := cutLen(p)
+		if !ok || len(rest) < 4 {
+			return logRecord{}, 0, false
+		}
+		u := userChange{key: string(k)}
+		if binary.LittleEndian.Uint32(rest) == userDeleted {
+			p = rest[4:]
+		} else {
+			v, rest, ok := cutLen(rest)
+			if !ok {
+				return logRecord{}, 0, false
+			}
+			u.val = append([]byte{}, v...)
+			p = rest
+		}
+		r.user = append(r.user, u)
+	}
+	if len(p) != 0 {
+		return logRecord{}, 0, false
+	}
+	return r, 8 + int(size), true
+}
+
 func cutLen(p []byte) (v, rest []byte, ok bool) {
 	if len(p) < 4 {
 		return nil, nil, false
@@ -376,23 +540,11 @@ func validateTable(tab *table, codeSize int, fsize uint64) ([][2]uint64, error) 
 	used := make([][2]uint64, 0, 64)
 	var err error
 	tab.rows(func(l int, e entry) {
-		switch {
-		case err != nil:
-		case e.cap == 0:
-			err = fmt.Errorf("%w: list %d has capacity 0 but offset %d size %d hwm %d", ErrCorrupt, l, e.off, e.size, e.hwm)
-		case e.size == 0 && e.crc != (listCRC{}):
-			err = fmt.Errorf("%w: list %d is empty but has CRCs %08x %08x", ErrCorrupt, l, e.crc.codes, e.crc.ids)
-		case e.size > e.hwm || e.hwm > e.cap:
-			err = fmt.Errorf("%w: list %d size %d, high-water mark %d, capacity %d", ErrCorrupt, l, e.size, e.hwm, e.cap)
-		case e.cap > 1<<40:
-			err = fmt.Errorf("%w: list %d capacity %d", ErrCorrupt, l, e.cap)
-		default:
-			n := slotBytes(e.cap, codeSize)
-			if e.off < headerSize || e.off%8 != 0 || e.off+n > fsize || e.off+n < e.off {
-				err = fmt.Errorf("%w: list %d slot [%d, %d) outside data [%d, %d)", ErrCorrupt, l, e.off, e.off+n, headerSize, fsize)
-				return
-			}
-			used = append(used, [2]uint64{e.off, e.off + n})
+		if err == nil {
+			err = checkRow(l, e, codeSize, fsize)
+		}
+		if err == nil && e.cap > 0 {
+			used = append(used, [2]uint64{e.off, e.off + slotBytes(e.cap, codeSize)})
 		}
 	})
 	if err != nil {
@@ -405,6 +557,31 @@ func validateTable(tab *table, codeSize int, fsize uint64) ([][2]uint64, error) 
 		}
 	}
 	return used, nil
+}
+
+// checkRow checks one row of a list table on its own: a slot inside
+// [headerSize, fsize) with size <= hwm <= capacity, or an empty row.
+func checkRow(l int, e entry, codeSize int, fsize uint64) error {
+	if e.cap == 0 {
+		if e != (entry{}) {
+			return fmt.Errorf("%w: list %d has capacity 0 but offset %d size %d hwm %d", ErrCorrupt, l, e.off, e.size, e.hwm)
+		}
+		return nil
+	}
+	if e.size == 0 && e.crc != (listCRC{}) {
+		return fmt.Errorf("%w: list %d is empty but has CRCs %08x %08x", ErrCorrupt, l, e.crc.codes, e.crc.ids)
+	}
+	if e.size > e.hwm || e.hwm > e.cap {
+		return fmt.Errorf("%w: list %d size %d, high-water mark %d, capacity %d", ErrCorrupt, l, e.size, e.hwm, e.cap)
+	}
+	if e.cap > 1<<40 {
+		return fmt.Errorf("%w: list %d capacity %d", ErrCorrupt, l, e.cap)
+	}
+	n := slotBytes(e.cap, codeSize)
+	if e.off < headerSize || e.off%8 != 0 || e.off+n > fsize || e.off+n < e.off {
+		return fmt.Errorf("%w: list %d slot [%d, %d) outside data [%d, %d)", ErrCorrupt, l, e.off, e.off+n, headerSize, fsize)
+	}
+	return nil
 }
 
 // slotBytes is the size of a slot of capacity c: codes padded to 8 bytes

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -24,8 +26,16 @@ import (
 //   - readers/<pid>-<rand>: one per read-only process, flock'd shared for the
 //     life of the process, holding (8 bytes) the oldest commit that process
 //     can still read. A file whose lock can be taken belongs to a dead
-//     process and is removed by the writer.
-//   - table.snap: the list table the writer last published.
+//     process and is removed by the writer. It is written as
+//     readers/.<pid>-<rand> first, locked, then renamed: the writer leaves
+//     such a temporary alone for a minute, so a reader between creating
+//     and locking it is never taken for dead.
+//   - the data file: a read-only process that cannot create its file in
+//     readers/ (no write access, a full disk) flock's the data file shared
+//     instead; the writer, seeing a lock it cannot take, reuses no freed
+//     space while it lasts (it cannot know which commit such a reader reads).
+//   - table.snap and table.log: the list table the writer last published
+//     (publish.go).
 
 const (
 	writerLockName = "writer.lock"
@@ -48,15 +58,33 @@ func lockWriter(dir string) (*os.File, error) {
 		n, _ := f.ReadAt(b, 0)
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s in use by writer pid %s", ErrLocked, dir, strings.TrimSpace(string(b[:n])))
+			return nil, fmt.Errorf("%w: %s in use by %s", ErrLocked, dir, lockHolder(b[:n]))
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// Write the pid over the previous one, then cut what is left of that:
+	// the file is never empty while it names a holder.
+	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	if _, err := f.WriteAt(pid, 0); err == nil {
+		_ = f.Truncate(int64(len(pid)))
 	}
 	return f, nil
 }
+
+// lockHolder says who holds a writer lock whose file holds b: its first
+// line is the pid, unless the holder has not written it yet (a new file).
+func lockHolder(b []byte) string {
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSpace(line)
+	if pid, err := strconv.Atoi(line); err == nil && pid > 0 {
+		return "writer pid " + line
+	}
+	return "another writer (its pid is not written yet)"
+}
+
+// tempGrace is how long the writer leaves alone a temporary reader file
+// nobody has locked: a reader may be between creating and locking it.
+const tempGrace = time.Minute
 
 // registerReader creates this process's reader file, locked and holding seq
 // 0 (pins everything) before it becomes visible, so the writer never sees
@@ -66,6 +94,20 @@ func registerReader(dir string) (*os.File, error) {
 	if err := os.MkdirAll(rdir, 0o755); err != nil {
 		return nil, err
 	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var f *os.File
+		if f, err = tryRegister(rdir); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return f, err
+		}
+		// The temporary was removed before it was renamed: a writer took
+		// it for a dead reader's (possible only if this process stalled
+		// for longer than tempGrace). Start again.
+	}
+	return nil, err
+}
+
+func tryRegister(rdir string) (*os.File, error) {
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	name := fmt.Sprintf("%d-%s", os.Getpid(), hex.EncodeToString(rnd[:]))
@@ -121,18 +163,29 @@ func scanReaders(dir string) (min uint64, ok bool, err error) {
 	}
 	for _, e := range ents {
 		path := filepath.Join(rdir, e.Name())
+		// Read-only is enough to lock and read where flock is native, and
+		// is all a reader run by another user allows.
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrPermission) {
+			f, err = os.Open(path)
+		}
 		if err != nil {
 			continue // removed meanwhile
 		}
+		temp := strings.HasPrefix(e.Name(), ".")
 		lerr := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if lerr == nil {
-			// Nobody holds it: the reader died (or never finished starting).
-			os.Remove(path)
+			// Nobody holds it: the reader died, or, for a temporary, may
+			// not have locked it yet.
+			if fi, err := f.Stat(); !temp || err == nil && time.Since(fi.ModTime()) > tempGrace {
+				os.Remove(path)
+			}
 			f.Close()
 			continue
 		}
-		if strings.HasPrefix(e.Name(), ".") {
+		if temp {
+			// A reader starting: it reads no table before its file is
+			// renamed into place, and the writer sees it from then on.
 			f.Close()
 			continue
 		}
@@ -148,6 +201,33 @@ func scanReaders(dir string) (min uint64, ok bool, err error) {
 		}
 	}
 	return min, ok, nil
+}
+
+// lockDataShared takes a shared lock on the data file f for a read-only
+// process that could not register, waiting out the writer's brief probes
+// (dataLockedByReaders).
+func lockDataShared(f *os.File) error {
+	var err error
+	for i := 0; i < 2000; i++ {
+		if err = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return err
+}
+
+// dataLockedByReaders reports whether a read-only process that could not
+// register holds the writer's data file f (a shared lock the writer
+// cannot take). Other errors (a file system without flock) say no: such
+// a reader could not have taken its lock either, and did not open.
+func dataLockedByReaders(f *os.File) bool {
+	fd := int(f.Fd())
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(fd, unix.LOCK_UN)
+	return false
 }
 
 // writeSnapshotFile publishes data as table.snap, atomically. With

@@ -54,6 +54,12 @@ type Options struct {
 	// writeBehindWindow: the bytes a writer leaves in write-back before
 	// waiting (writeBehindWindow).
 	writeBehindWindow uint64
+	// logLimit: the least size table.log reaches before it is folded
+	// into a new table.snap (minLogLimit).
+	logLimit int64
+	// register: how a read-only store registers in readers/
+	// (registerReader).
+	register func(dir string) (*os.File, error)
 }
 
 // Progress reports how far a long operation is.
@@ -79,6 +85,12 @@ func (o *Options) withDefaults() Options {
 	if r.writeBehindWindow == 0 {
 		r.writeBehindWindow = writeBehindWindow
 	}
+	if r.logLimit == 0 {
+		r.logLimit = minLogLimit
+	}
+	if r.register == nil {
+		r.register = registerReader
+	}
 	return r
 }
 
@@ -100,8 +112,9 @@ type Store struct {
 	pending   []pendingFree
 	failed    error
 	lock      *os.File
-	durable   uint64 // seq of the last durably published table.snap
-	published uint64 // seq of the last published table.snap
+	durable   uint64    // seq of the last durably published commit
+	published uint64    // seq of the last published commit (table.snap + table.log)
+	pub       publisher // table.snap and table.log (publish.go)
 
 	// Reader side, guarded by rmu.
 	rmu    sync.Mutex
@@ -111,6 +124,7 @@ type Store struct {
 	closed bool
 	reg    *os.File // read-only process registration
 	regSeq uint64
+	rd     readerSide // what a read-only store read of the published table (publish.go)
 }
 
 // state is one committed version of the store, shared by readers.
@@ -243,12 +257,16 @@ func openWriter(dir string, o Options, meta *metaDB, lock *os.File) (s *Store, e
 		}
 	}()
 	var (
-		c    conf
-		st   stateRec
-		tab  *table
-		user map[string][]byte
+		recovered string
+		c         conf
+		st        stateRec
+		tab       *table
+		user      map[string][]byte
 	)
 	err = meta.read(func(db *pebble.DB) (err error) {
+		if recovered, err = witness(dir, db, o); err != nil {
+			return err
+		}
 		c, st, tab, user, err = loadMeta(db)
 		return err
 	})
@@ -288,11 +306,11 @@ func openWriter(dir string, o Options, meta *metaDB, lock *os.File) (s *Store, e
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	removeStaleDataFiles(dir, st.gen)
 	s = &Store{
 		dir: dir, opts: o, conf: c, meta: meta, db: meta.db, file: f, alloc: alloc, lock: lock,
 		m: m, views: map[uint64]int{},
 	}
+	s.pub.recovered = recovered
 	s.cur = &state{seq: st.seq, nlist: int(st.nlist), tab: tab, fsize: st.fsize, gen: st.gen, m: m, user: user}
 	if tab.noCRC {
 		if err := s.addChecksums(); err != nil {
@@ -304,10 +322,15 @@ func openWriter(dir string, o Options, meta *metaDB, lock *os.File) (s *Store, e
 		s.m.unmap()
 		return nil, fmt.Errorf("store: publish table of %s: %w", dir, err)
 	}
+	// Only now that the table names this generation: a reader that finds
+	// a data file missing while the table naming it is unchanged reports
+	// it missing.
+	removeStaleDataFiles(dir, st.gen)
 	// A read-only process may still read a table older than the committed
-	// one (the writer died before publishing it): then free space may hold
-	// slots that process can see, so none of it is reused until it moves on.
-	if min, ok, err := scanReaders(dir); err == nil && ok && min < st.seq {
+	// one (the writer died before publishing it), and one that could not
+	// register may read any: then free space may hold slots such a process
+	// can see, so none of it is reused until it moves on.
+	if min, ok, err := scanReaders(dir); err == nil && ok && min < st.seq || dataLockedByReaders(f.OS()) {
 		for _, e := range alloc.Extents() {
 			if err := alloc.AllocAt(e.Off, e.Len); err == nil {
 				s.pending = append(s.pending, pendingFree{ext: e, seq: st.seq})
@@ -365,8 +388,11 @@ func removeStaleDataFiles(dir string, gen uint64) {
 
 // OpenReadOnly opens a store for reading. It works while another process
 // holds the store for writing: it reads the list table that writer last
-// published (table.snap) and registers itself so the writer does not reuse
-// space it can still see. Refresh moves it to the newest published table.
+// published (table.snap and table.log, publish.go), which holds every
+// commit that returned, and registers itself in readers/ so the writer
+// does not reuse space it can still see. Where it cannot register (no
+// write access to the directory, a full disk), it reads unregistered
+// (see Unregistered). Refresh moves it to the newest published table.
 func OpenReadOnly(dir string, opts *Options) (*Store, error) {
 	o := opts.withDefaults()
 	if _, err := os.Stat(filepath.Join(dir, snapName)); err != nil {
@@ -375,131 +401,28 @@ func OpenReadOnly(dir string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("%w: %s has no published list table (%v); open it for writing once", ErrCorrupt, dir, err)
 	}
-	reg, err := registerReader(dir)
+	s := &Store{dir: dir, opts: o, readOnly: true, views: map[uint64]int{}}
+	reg, err := o.register(dir)
 	if err != nil {
-		return nil, fmt.Errorf("store: register reader in %s: %w", dir, err)
+		s.rd.unreg = err
 	}
-	s := &Store{dir: dir, opts: o, readOnly: true, reg: reg, views: map[uint64]int{}}
-	st, f, m, err := s.loadPublished(nil)
+	s.reg = reg
+	st, f, m, pos, err := s.loadPublished(nil)
 	if err != nil {
-		unregisterReader(reg)
+		s.closeReader()
 		return nil, err
 	}
-	f.Close()
+	s.rd.data, s.rd.pos = f, pos
 	s.m = m
 	s.cur = st
-	s.regSeq = st.seq
-	if err := setReaderSeq(reg, st.seq); err != nil {
-		s.m.unmap()
-		unregisterReader(reg)
-		return nil, err
+	if reg != nil {
+		// Until this succeeds the file says 0, which keeps every freed
+		// slot: safe, and retried as views come and go.
+		if setReaderSeq(reg, st.seq) == nil {
+			s.regSeq = st.seq
+		}
 	}
 	return s, nil
-}
-
-// loadPublished reads table.snap and maps its data file. If old is not
-// nil and has the same generation, its mapping is reused (when it covers
-// the file). It retries when a compaction replaces the file meanwhile.
-func (s *Store) loadPublished(old *state) (*state, dataFile, *mapping, error) {
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		raw, err := os.ReadFile(filepath.Join(s.dir, snapName))
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("store: read %s: %w", filepath.Join(s.dir, snapName), err)
-		}
-		snap, err := decodeSnapshot(raw)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("store: %s: %w", filepath.Join(s.dir, snapName), err)
-		}
-		if s.cur != nil && (snap.conf != s.conf) {
-			return nil, nil, nil, fmt.Errorf("%w: %s was replaced by another store", ErrMismatch, s.dir)
-		}
-		tab := newTable(int(snap.nlist))
-		tab.noCRC = snap.noCRC
-		for l, e := range snap.rows {
-			tab.set(l, e)
-		}
-		if _, err := validateTable(tab, int(snap.codeSize), snap.fsize); err != nil {
-			return nil, nil, nil, fmt.Errorf("store: %s: %w", filepath.Join(s.dir, snapName), err)
-		}
-		path := filepath.Join(s.dir, dataName(snap.gen))
-		f, err := s.opts.openData(path, os.O_RDONLY)
-		if err != nil {
-			lastErr = err
-			if os.IsNotExist(err) {
-				continue // compacted meanwhile: read the new table
-			}
-			return nil, nil, nil, fmt.Errorf("store: open %s: %w", path, err)
-		}
-		if _, err := checkDataFile(f, path, snap.conf, snap.stateRec); err != nil {
-			f.Close()
-			return nil, nil, nil, err
-		}
-		var m *mapping
-		if old != nil && old.gen == snap.gen && uint64(old.m.reserve) >= snap.fsize {
-			m = old.m
-		} else {
-			m, err = mapFile(f.OS(), s.opts.MapReserve, int64(snap.fsize))
-			if err != nil {
-				f.Close()
-				return nil, nil, nil, fmt.Errorf("store: %w", err)
-			}
-		}
-		s.conf = snap.conf
-		st := &state{seq: snap.seq, nlist: int(snap.nlist), tab: tab, fsize: snap.fsize, gen: snap.gen, m: m, user: snap.user}
-		return st, f, m, nil
-	}
-	return nil, nil, nil, fmt.Errorf("store: %s keeps changing under the reader: %w", s.dir, lastErr)
-}
-
-// Refresh moves a read-only store to the table its writer last published
-// and reports whether anything changed. Views taken before keep reading
-// the table they saw. On a read-write store it does nothing.
-func (s *Store) Refresh() (bool, error) {
-	if !s.readOnly {
-		return false, nil
-	}
-	s.wmu.Lock() // one refresh at a time
-	defer s.wmu.Unlock()
-	s.rmu.Lock()
-	if s.closed {
-		s.rmu.Unlock()
-		return false, ErrClosed
-	}
-	old := s.cur
-	s.rmu.Unlock()
-	st, f, m, err := s.loadPublished(old)
-	if err != nil {
-		return false, err
-	}
-	f.Close()
-	s.rmu.Lock()
-	defer s.rmu.Unlock()
-	if s.closed {
-		if m != old.m {
-			m.refs--
-			if m.refs == 0 {
-				m.unmap()
-			}
-		}
-		return false, ErrClosed
-	}
-	if st.seq == s.cur.seq && st.gen == s.cur.gen {
-		if m != s.cur.m {
-			m.refs--
-			if m.refs == 0 {
-				m.unmap()
-			}
-		}
-		return false, nil
-	}
-	if m != s.m {
-		s.dropMappingLocked(s.m)
-		s.m = m
-	}
-	s.cur = st
-	s.updateRegLocked()
-	return true, nil
 }
 
 // dropMappingLocked releases the store's reference to m (rmu held).
@@ -555,31 +478,15 @@ func (s *Store) Close() error {
 		if err := s.file.Close(); err != nil {
 			errs = append(errs, err)
 		}
+		s.pub.close()
 		s.lock.Close()
 	} else {
-		unregisterReader(s.reg)
+		s.closeReader()
 	}
 	s.rmu.Lock()
 	s.dropMappingLocked(s.m)
 	s.rmu.Unlock()
 	return errors.Join(errs...)
-}
-
-// publish writes table.snap for the current state (writer only, wmu held).
-func (s *Store) publish(durable bool) error {
-	st := s.current()
-	if st.seq == s.durable || (!durable && st.seq == s.published) {
-		return nil
-	}
-	data := encodeSnapshot(s.conf, stateRec{nlist: uint64(st.nlist), gen: st.gen, fsize: st.fsize, seq: st.seq}, st.tab, st.user)
-	if err := writeSnapshotFile(s.dir, data, durable && !s.opts.NoSync); err != nil {
-		return err
-	}
-	s.published = st.seq
-	if durable {
-		s.durable = st.seq
-	}
-	return nil
 }
 
 // failure returns why the store writes nothing more until it is
