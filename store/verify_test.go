@@ -378,9 +378,31 @@ func toFormat1(t *testing.T, dir string) {
 	tab.noCRC = true
 	for l, e := range snap.rows {
 		e.crc = listCRC{}
-		tab.chunks[l>>chunkBits][l&(chunkLen-1)] = e
+		tab.set(l, e) // never into the shared emptyChunk
 	}
 	must(t, os.WriteFile(filepath.Join(dir, snapName), encodeSnapshot(snap.conf, snap.stateRec, tab, snap.user), 0o644))
+}
+
+// TestToFormat1SharedChunk: rewriting a store in format 1 leaves the
+// shared empty chunk alone. toFormat1 once wrote its rows straight into
+// the chunks of a new table, which are all emptyChunk: every empty list
+// of every store in the process then had those rows, and a later merge
+// into a fresh store freed their slots (a double free of slots it had
+// just filled).
+func TestToFormat1SharedChunk(t *testing.T) {
+	dir := t.TempDir()
+	must(t, buildDamageStore(t, dir).Close())
+	toFormat1(t, dir)
+	if *emptyChunk != (chunk{}) {
+		t.Fatal("toFormat1 wrote into the shared empty chunk")
+	}
+	s := mustCreate(t, t.TempDir(), 16, 12)
+	defer s.Close()
+	for l := range 16 {
+		if e := s.current().tab.get(l); e != (entry{}) {
+			t.Fatalf("list %d of a new store has row %+v", l, e)
+		}
+	}
 }
 
 // TestFormat1 reads a store an older writer left, without CRCs: a
