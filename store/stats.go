@@ -88,6 +88,9 @@ func (s *Store) Stats() (Stats, error) {
 // matching its CRCs (a *ListError, see Verify). Tests call it after every
 // step; it costs O(nlist log nlist) and a read of every list.
 func (s *Store) Check() error {
+	if *emptyChunk != (chunk{}) {
+		return fmt.Errorf("internal: the shared chunk of empty lists was written to")
+	}
 	if !s.readOnly {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()
