@@ -30,6 +30,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if dir := os.Getenv("SHELF_NOSYNC_CHILD_DIR"); dir != "" {
+		if err := noSyncChild(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "no-sync child:", err)
+			os.Exit(3)
+		}
+		os.Exit(0)
+	}
 	if dir := os.Getenv("SHELF_RO_CHILD_DIR"); dir != "" {
 		if err := roChild(dir); err != nil {
 			fmt.Fprintln(os.Stderr, "read-only child:", err)

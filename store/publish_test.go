@@ -883,3 +883,81 @@ func FuzzOpenReadOnlyLog(f *testing.F) {
 		_ = sum
 	})
 }
+
+// noSyncChild adds entry k (id k, list k%4) in commit after commit with
+// NoSync, printing each k once its commit returned, until killed.
+func noSyncChild(dir string) error {
+	s, err := Open(dir, &Options{NoSync: true})
+	if err != nil {
+		return err
+	}
+	for k := 0; ; k++ {
+		if _, err := s.AddEntries(k%4, []int64{int64(k)}, []byte{1, 2, 3, 4}); err != nil {
+			return err
+		}
+		fmt.Printf("committed %d\n", k)
+	}
+}
+
+// TestNoSyncKill kills a writer that commits without syncing: Pebble
+// keeps such commits in a buffer of the process and loses them, but the
+// published table (written to the page cache before Commit returns) holds
+// them, so the reopened store has every commit that returned, as NoSync
+// promises for a process crash.
+func TestNoSyncKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes; run without -short")
+	}
+	restored := 0
+	for round := 0; round < 3; round++ {
+		dir := t.TempDir()
+		s := mustCreate(t, dir, 4, 4)
+		s.Close()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "SHELF_NOSYNC_CHILD_DIR="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		last := -1
+		for sc.Scan() {
+			if _, err := fmt.Sscanf(sc.Text(), "committed %d", &last); err == nil && last == 200 {
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+			}
+		}
+		_ = cmd.Wait()
+		if last < 200 {
+			t.Fatalf("the writer stopped at %d: %s", last, stderr.String())
+		}
+		s, err = Open(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Recovered() != "" {
+			restored++
+		}
+		seen := map[int64]bool{}
+		for l := 0; l < 4; l++ {
+			ids, _, err := s.ReadList(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				seen[id] = true
+			}
+		}
+		for k := 0; k <= last; k++ {
+			if !seen[int64(k)] {
+				t.Fatalf("round %d: commit of entry %d returned, the reopened store lacks it (it has %d entries)", round, k, len(seen))
+			}
+		}
+		s.Close()
+	}
+	t.Logf("%d of 3 reopens restored commits Pebble had lost", restored)
+}
