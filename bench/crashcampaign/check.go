@@ -10,10 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/shelfdb/shelf/faissio"
 	"github.com/shelfdb/shelf/internal/vecio"
 	"github.com/shelfdb/shelf/ivf"
+	"github.com/shelfdb/shelf/store"
 )
 
 // The verify child: this program re-executed as
@@ -22,6 +24,10 @@ import (
 // OUT. It runs in its own process so that a panic or a hang in opening
 // an index is counted, not fatal to the campaign.
 const verifyArg = "verify-index"
+
+// restoredTag starts the line the verify child prints when the open
+// restored acknowledged commits from the published table.
+const restoredTag = "restored:"
 
 func verifyMain(dir, out string) int {
 	if err := dumpIndex(dir, out); err != nil {
@@ -34,6 +40,19 @@ func verifyMain(dir, out string) int {
 // dumpIndex writes nlist, code size, ntotal, then per list its length,
 // ids and codes, little endian.
 func dumpIndex(dir, out string) (err error) {
+	// The store is opened alone first, for what its open restored from
+	// the published table (Store.Recovered), which ivf.Open does not say.
+	st, err := store.Open(filepath.Join(dir, "lists"), nil)
+	if err != nil {
+		return err
+	}
+	note := st.Recovered()
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	if note != "" {
+		fmt.Printf("%s %s\n", restoredTag, note)
+	}
 	ix, err := ivf.Open(dir, nil)
 	if err != nil {
 		return err
@@ -149,15 +168,16 @@ func (s idSet) sorted() []int64 {
 
 // verdict is what the checks of one trial found.
 type verdict struct {
-	refused bool // the index did not open (clearly)
-	lost    int  // acknowledged entries missing, doubled or wrong
-	wrong   int  // commands that exited 0 with a wrong answer
-	panics  int
-	hangs   int
-	unclear int // refusals that are not one clear line
-	half    int // interrupted creations that left an index that opens, not whole
-	failed  int // commands that failed with no fault to excuse them
-	notes   []string
+	refused  bool // the index did not open (clearly), or shelf verify reported damage
+	restored bool // the writer's open restored lost commits from the published table
+	lost     int  // acknowledged entries missing, doubled or wrong
+	wrong    int  // commands that exited 0 with a wrong answer
+	panics   int
+	hangs    int
+	unclear  int // refusals that are not one clear line
+	half     int // interrupted creations that left an index that opens, not whole
+	failed   int // commands that failed with no fault to excuse them
+	notes    []string
 }
 
 func (v *verdict) note(format string, a ...any) {
@@ -228,6 +248,10 @@ func (c *campaign) check(v *verdict, dir string, want, maybe idSet, mayRefuse bo
 			}
 		}
 		return nil, nil, false
+	}
+	if i := strings.Index(vr.stdout, restoredTag); i >= 0 {
+		v.restored = true
+		v.note("open restored: %s", strings.TrimSpace(vr.stdout[i+len(restoredTag):]))
 	}
 	ct, err := readDump(dump)
 	if err != nil {

@@ -456,6 +456,28 @@ func (c *campaign) flipTrial(t string) *verdict {
 	must(flipByte(file, off, byte(1+c.r.Intn(255))))
 	rel, _ := filepath.Rel(dir, file)
 	v.note("flipped byte %d of %s (%d bytes)", off, rel, fi.Size())
+	if t == "data" {
+		// A user who suspects damage runs shelf verify: a flip it reports
+		// is detected; one it does not report must not change answers.
+		vr := c.shelfRun(0, "verify", "--index", dir, "--quiet")
+		if v.command(vr) {
+			if !strings.Contains(vr.stdout, "lists verified") {
+				v.failed++
+				v.note("verify exited 0 without saying so: %q", strings.TrimSpace(vr.stdout))
+			}
+		} else if !vr.hung && !vr.trace() {
+			// One line per damaged list on stdout, or a clear refusal
+			// (a header it cannot open); v.command counted anything else.
+			lines := strings.Split(strings.TrimSpace(vr.stdout), "\n")
+			if vr.exit == 1 && (strings.HasPrefix(lines[0], "list ") || vr.clear()) {
+				v.refused = true
+				v.note("shelf verify: %s (%d lines); %s", lines[0], len(lines), strings.TrimSpace(vr.stderr))
+			}
+			return v
+		} else {
+			return v
+		}
+	}
 	present, bad, ok := c.check(v, dir, want, nil, true)
 	if !ok {
 		return v

@@ -113,6 +113,7 @@ type opStats struct {
 	trials, killed, finished, refused, detected int
 	survived, lost, wrong, panics, hangs        int
 	unclear, failed, half                       int
+	restored                                    int // survived by a restore from the published table
 }
 
 func (c *campaign) row(name string) *opStats {
@@ -410,6 +411,9 @@ func (c *campaign) record(name string, v *verdict, killed, finished, refusalOK b
 	s.unclear += v.unclear
 	s.failed += v.failed
 	s.half += v.half
+	if v.restored && !bad && !v.refused {
+		s.restored++
+	}
 	if !bad {
 		s.survived++
 	} else if s.trials-s.survived <= 3 {
@@ -438,6 +442,7 @@ func (c *campaign) report(elapsed time.Duration) {
 		t.unclear += s.unclear
 		t.failed += s.failed
 		t.half += s.half
+		t.restored += s.restored
 	}
 	fmt.Printf("crash and fault campaign: seed %d, %d x %d vectors, IVF%d,PQ%d, %v\n",
 		c.cfg.seed, c.cfg.n, c.cfg.d, c.cfg.nlist, c.cfg.m, elapsed.Round(time.Second))
@@ -451,7 +456,8 @@ func (c *campaign) report(elapsed time.Duration) {
 	fmt.Printf("panic traces               %d\n", t.panics)
 	fmt.Printf("hangs                      %d\n", t.hangs)
 	fmt.Printf("refused to open            %d (after a kill or a full disk, where it must open)\n", t.refused)
-	fmt.Printf("corruption detected        %d (a clear refusal)\n", t.detected)
+	fmt.Printf("corruption detected        %d (a clear refusal, or shelf verify naming the damaged lists)\n", t.detected)
+	fmt.Printf("restored at open           %d (lost commits restored from the published table; survived)\n", t.restored)
 	fmt.Printf("unclear errors             %d\n", t.unclear)
 	fmt.Printf("failures without a fault   %d\n", t.failed)
 	fmt.Printf("half-made indexes          %d (an interrupted build, train or import left an index that opens, not whole)\n", t.half)
