@@ -291,6 +291,17 @@ func (ix *Index) Refresh() (bool, error) {
 // Dir returns the index directory ("" for an in-memory index).
 func (ix *Index) Dir() string { return ix.dir }
 
+// Unregistered is nil, unless this read-only index could not register
+// as a reader of its directory (no write access, a full disk) and reads
+// unregistered; the error says why. Such a read is still safe: the
+// writer reuses no freed space while it lasts (store.Store.Unregistered).
+func (ix *Index) Unregistered() error {
+	if ix.disk == nil {
+		return nil
+	}
+	return ix.disk.s.Unregistered()
+}
+
 // ReadOnly reports whether the index was opened read-only.
 func (ix *Index) ReadOnly() bool { return ix.disk != nil && ix.disk.s.ReadOnly() }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/shelfdb/shelf/internal/progress"
+	"github.com/shelfdb/shelf/ivf"
 )
 
 // Env is what a sub-command runs with: its arguments and where to write.
@@ -141,4 +142,17 @@ func checkHeadroom(h float64) error {
 		return fmt.Errorf("%w: --headroom %v: want a share of the list size in [0, 4]", errUsage, h)
 	}
 	return nil
+}
+
+// openReadOnly opens an index for a read-only command, saying on stderr
+// when it reads without registering as a reader (see ivf.Unregistered).
+func openReadOnly(env *Env, cmd, dir string) (*ivf.Index, error) {
+	ix, err := ivf.OpenReadOnly(dir)
+	if err != nil {
+		return nil, err
+	}
+	if why := ix.Unregistered(); why != nil {
+		fmt.Fprintf(env.Stderr, "shelf %s: note: reading %s without registering as a reader (%v); the writer reuses no freed space meanwhile\n", cmd, dir, why)
+	}
+	return ix, nil
 }

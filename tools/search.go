@@ -95,7 +95,7 @@ func runSearch(env *Env) error {
 			return fmt.Errorf("%s has no columns", *gtFile)
 		}
 	}
-	ix, err := ivf.OpenReadOnly(*dir)
+	ix, err := openReadOnly(env, "search", *dir)
 	if err != nil {
 		return err
 	}

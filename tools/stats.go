@@ -84,7 +84,7 @@ func runStats(env *Env) error {
 		return fmt.Errorf("%w: --index is required", errUsage)
 	}
 	// Read-only, so stats can be taken while a writer keeps adding.
-	ix, err := ivf.OpenReadOnly(*dir)
+	ix, err := openReadOnly(env, "stats", *dir)
 	if err != nil {
 		return err
 	}
