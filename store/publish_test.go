@@ -859,7 +859,11 @@ func FuzzOpenReadOnlyLog(f *testing.F) {
 			return
 		}
 		defer s.Close()
-		if err := s.Check(); err != nil {
+		// A fuzzed record may carry CRCs that do not match the bytes: the
+		// open cannot know (it reads no list), Check names the list. Any
+		// other failure of Check is a table the open should have refused.
+		var le *ListError
+		if err := s.Check(); err != nil && !(errors.As(err, &le) && errors.Is(err, ErrCorrupt)) {
 			t.Fatalf("opened but Check fails: %v", err)
 		}
 		v, err := s.View()
