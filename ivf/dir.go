@@ -206,7 +206,7 @@ func inspectNewDir(dir string) (exists bool, leftovers []string, err error) {
 	for _, e := range ents {
 		switch e.Name() {
 		case modelName:
-			return true, nil, fmt.Errorf("%w: %s already holds an index", ErrExists, dir)
+			return true, nil, fmt.Errorf("%w: %s already holds an index", ErrIndexExists, dir)
 		case listsName, modelName + ".tmp":
 			leftovers = append(leftovers, e.Name())
 		default:

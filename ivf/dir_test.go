@@ -267,3 +267,35 @@ func TestCreateFrom(t *testing.T) {
 		t.Fatalf("IVF-Flat with a PQ: %v", err)
 	}
 }
+
+// TestUnregisteredRead opens an index read-only where it cannot register
+// as a reader (its store's readers/ is a file here; no write access or a
+// full disk do the same): it searches, and Unregistered says why.
+func TestUnregisteredRead(t *testing.T) {
+	ix, _, _, err := createTestIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "idx")
+	if err := ix.ToDisk(dir); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	readers := filepath.Join(dir, listsName, "readers")
+	os.RemoveAll(readers)
+	if err := os.WriteFile(readers, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if ro.Unregistered() == nil {
+		t.Fatal("read-only open without a readers directory reports itself registered")
+	}
+	q := synth.Clustered(5, 8, 16, 3).Data
+	if _, ids, err := ro.Search(q, 5, 3, 16); err != nil || ids[0] < 0 {
+		t.Fatalf("unregistered search: %v, %v", ids, err)
+	}
+}

@@ -165,13 +165,14 @@ func (ix *Index) Merge(ctx context.Context, blockDir string, others []*Index, op
 		next = idState{next: next}.with(p.lo, p.hi).next
 	}
 	otherShift := make([]int64, len(others))
+	otherIDs := make([]idState, len(others)) // scanned once when not recorded
 	for i, other := range others {
 		oids, err := other.idBounds(snaps[i])
 		if err != nil {
 			own.Release()
 			return rep, err
 		}
-		otherShift[i] = shift()
+		otherShift[i], otherIDs[i] = shift(), oids
 		p := &idParty{name: "index " + other.dir, src: snaps[i], shift: otherShift[i], lo: oids.lo, hi: oids.hi}
 		if other.dir == "" {
 			p.name = fmt.Sprintf("merged index %d", i+1)
@@ -239,10 +240,7 @@ func (ix *Index) Merge(ctx context.Context, blockDir string, others []*Index, op
 		}
 	}
 	for i, other := range others {
-		oids, err := other.idBounds(snaps[i])
-		if err != nil {
-			return rep, err
-		}
+		oids := otherIDs[i]
 		ix.mu.Lock()
 		after := ix.ids
 		ix.mu.Unlock()

@@ -50,6 +50,8 @@ var (
 	// ErrExists is returned when creating an index where one, or other
 	// files, already are.
 	ErrExists = errors.New("ivf: directory in use")
+	// ErrIndexExists is the ErrExists of a directory that holds an index.
+	ErrIndexExists = fmt.Errorf("%w: it holds an index", ErrExists)
 	// ErrDuplicateIDs is returned by a merge that would give two vectors
 	// one id (unless MergeOptions.AllowDuplicateIDs).
 	ErrDuplicateIDs = errors.New("ivf: duplicate ids")

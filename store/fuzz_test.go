@@ -121,30 +121,39 @@ func FuzzOpenReadOnly(f *testing.F) {
 		if s.NumLists() > 1<<16 {
 			return
 		}
-		var le *ListError
-		if err := s.Check(); err != nil && !errors.As(err, &le) {
-			t.Fatalf("opened but Check fails: %v", err) // a CRC that does not match is fine
-		}
-		v, err := s.View()
+		checkFuzzedStore(t, s)
+	})
+}
+
+// checkFuzzedStore checks a store opened from fuzzed files: Check passes,
+// or fails only on a list whose bytes do not match its CRCs (an open reads
+// no list, so it cannot know; Check names the list), and every list reads
+// without faulting.
+func checkFuzzedStore(t *testing.T, s *Store) {
+	t.Helper()
+	var le *ListError
+	if err := s.Check(); err != nil && !(errors.As(err, &le) && errors.Is(err, ErrCorrupt)) {
+		t.Fatalf("opened but Check fails: %v", err)
+	}
+	v, err := s.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Release()
+	var sum byte
+	for l := 0; l < v.NumLists(); l++ {
+		ids, codes, err := v.ReadList(l)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer v.Release()
-		var sum byte
-		for l := 0; l < v.NumLists(); l++ {
-			ids, codes, err := v.ReadList(l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range codes {
-				sum ^= c
-			}
-			for _, id := range ids {
-				sum ^= byte(id)
-			}
+		for _, c := range codes {
+			sum ^= c
 		}
-		_ = sum
-	})
+		for _, id := range ids {
+			sum ^= byte(id)
+		}
+	}
+	_ = sum
 }
 
 // TestCorruptMetadata edits Pebble's records the way a bug or a bad disk

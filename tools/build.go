@@ -120,10 +120,8 @@ func (tf *trainFlags) train(env *Env) (*trained, error) {
 // holds an index or other files.
 func checkNewIndexDir(dir string) error {
 	err := ivf.CheckNewDir(dir)
-	if errors.Is(err, ivf.ErrExists) {
-		if _, serr := os.Stat(filepath.Join(dir, "model.shelf")); serr == nil {
-			return fmt.Errorf("%s already holds an index (use shelf add or shelf merge to add to it, or remove it first)", dir)
-		}
+	if errors.Is(err, ivf.ErrIndexExists) {
+		return fmt.Errorf("%s already holds an index (use shelf add or shelf merge to add to it, or remove it first)", dir)
 	}
 	return err
 }

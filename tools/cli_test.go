@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shelfdb/shelf/ivf"
 )
 
 // buildShelf compiles the real binary once per test run.
@@ -46,8 +48,10 @@ func TestDemoBinary(t *testing.T) {
 	if last.Recall10 < 0.8 || last.QPS <= 0 {
 		t.Fatalf("demo at nprobe %d: recall@10 %.3f, %.0f QPS", last.NProbe, last.Recall10, last.QPS)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "idx", "model.shelf")); err != nil {
+	if ix, err := ivf.OpenReadOnly(filepath.Join(dir, "idx")); err != nil {
 		t.Fatalf("demo --dir left no index: %v", err)
+	} else {
+		ix.Close()
 	}
 	// The demo's JSON lines are what shelf plot draws.
 	results := filepath.Join(dir, "demo.jsonl")

@@ -210,9 +210,10 @@ func TestBuildKilledIsReplaced(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Training done, the lists being written: then wait delay more.
+		// Training done, the index directory being written: then wait
+		// delay more.
 		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if _, err := os.Stat(filepath.Join(idx, "lists")); err == nil {
+			if _, err := os.Stat(idx); err == nil {
 				break
 			}
 		}
