@@ -42,6 +42,25 @@ type Index struct {
 	Threads int
 	// Progress, if set, receives progress of training and adding.
 	Progress func(stage string, done, total int64)
+	// MemoryBudget, when > 0, makes searches of an index directory read
+	// the probed lists from disk with positioned reads (diskStream) into
+	// at most MemoryBudget bytes of buffers, shared by the searches
+	// running at once, instead of through the memory map: the read path
+	// of an index larger than the memory a search may use (README,
+	// "Indexes larger than RAM"). Each list read is checked against its
+	// CRCs. 0: lists are read through the memory map, the fastest when
+	// the index fits in the page cache. In-memory indexes ignore it.
+	MemoryBudget int64
+	// BufferedReads makes those reads go through the page cache; by
+	// default they bypass it (O_DIRECT where the file system allows),
+	// so the lists a search reads take no memory past the budget.
+	BufferedReads bool
+	// IODepth bounds the reads in flight (0: 64; at most one per buffer).
+	IODepth int
+	slabs       *slabArena // the read buffers (guarded by mu)
+	slabsBudget int64
+	reads       readStats
+
 	// PrecomputedTableMax is the most memory the precomputed tables may
 	// take (default 2 GiB, as FAISS); larger indexes compute residual
 	// tables per (query, list) instead.

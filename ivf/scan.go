@@ -2,7 +2,6 @@ package ivf
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -31,8 +30,9 @@ type listScorer interface {
 	scores(j int, codes []byte) []float32
 }
 
-// scanLists scans the probed lists of req: workers take lists, read each
-// once from src and score it for every query that probes it, each worker
+// scanLists scans the probed lists of req: workers take lists as src's
+// stream hands them out (streamOf: a list, or a chunk of one, read once)
+// and score each for every query that probes it, each worker
 // keeping its own per-query results: with req.K > 0 the K best in heaps
 // that a pool keeps across blocks, with K == 0 every entry scoring below
 // radius. Then the workers' results of each query are merged (in
@@ -49,7 +49,6 @@ func scanLists(req *ScanRequest, src ListSource, threads int, radius float32, ne
 		pool  *heapSet
 		rd    [][]float32 // range search: query -> scores and ids
 		rid   [][]int64
-		err   error
 	}
 	ws := make([]worker, threads)
 	for w := range ws {
@@ -62,48 +61,34 @@ func scanLists(req *ScanRequest, src ListSource, threads int, radius float32, ne
 			ws[w].rd, ws[w].rid = make([][]float32, nq), make([][]int64, nq)
 		}
 	}
-	vecmath.ParallelFor(len(req.Lists), 1, threads, func(lo, hi, w int) {
+	err := streamOf(src).Stream(req.Lists, threads, func(w, i int, ids []int64, codes []byte) error {
 		st := &ws[w]
-		for i := lo; i < hi && st.err == nil; i++ {
-			l := req.Lists[i]
-			ids, codes, err := src.ReadList(l)
-			if err != nil {
-				st.err = err
-				return
-			}
-			n := len(ids)
-			if n == 0 {
+		l, n := req.Lists[i], len(ids)
+		if err := st.sc.list(l, codes, n); err != nil {
+			return err
+		}
+		for j := req.ProbeStart[i]; j < req.ProbeStart[i+1]; j++ {
+			qi := int(req.ProbeQuery[j])
+			if k > 0 {
+				h := st.heaps[qi]
+				if h == nil {
+					h = st.pool.all[qi]
+					h.Reset(k)
+					st.heaps[qi] = h
+				}
+				st.sc.topK(j, ids, codes, h)
 				continue
 			}
-			if st.err = st.sc.list(l, codes, n); st.err != nil {
-				return
-			}
-			for j := req.ProbeStart[i]; j < req.ProbeStart[i+1]; j++ {
-				qi := int(req.ProbeQuery[j])
-				if k > 0 {
-					h := st.heaps[qi]
-					if h == nil {
-						h = st.pool.all[qi]
-						h.Reset(k)
-						st.heaps[qi] = h
-					}
-					st.sc.topK(j, ids, codes, h)
-					continue
-				}
-				for e, v := range st.sc.scores(j, codes) {
-					if v < radius {
-						st.rd[qi] = append(st.rd[qi], v)
-						st.rid[qi] = append(st.rid[qi], ids[e])
-					}
+			for e, v := range st.sc.scores(j, codes) {
+				if v < radius {
+					st.rd[qi] = append(st.rd[qi], v)
+					st.rid[qi] = append(st.rid[qi], ids[e])
 				}
 			}
 		}
+		return nil
 	})
-	var errs []error
-	for _, st := range ws {
-		errs = append(errs, st.err)
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return err
 	}
 	if k > 0 {

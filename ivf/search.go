@@ -117,8 +117,13 @@ func (ix *Index) search(q []float32, nq, k, nprobe int, radius float32, s Scanne
 	case Cosine:
 		radius = 2 - 2*radius // ||a-b||^2 = 2 - 2cos for unit vectors
 	}
-	snap, err := ix.lists.Snapshot()
+	base, err := ix.lists.Snapshot()
 	if err != nil {
+		return err
+	}
+	snap, err := ix.streamFromDisk(base)
+	if err != nil {
+		base.Release()
 		return err
 	}
 	defer snap.Release()

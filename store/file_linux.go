@@ -3,6 +3,7 @@
 package store
 
 import (
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -64,4 +65,18 @@ const (
 // failure loses nothing.
 func adviseFile(f dataFile, off, n uint64, advice int) {
 	_ = unix.Fadvise(int(f.OS().Fd()), int64(off), int64(n), advice)
+}
+
+// openDirect opens f's file again, by its descriptor (so a file a
+// compaction removed still opens), with O_DIRECT: reads that bypass the
+// page cache. errDirectUnsupported when the file system refuses it.
+func openDirect(f *os.File) (*os.File, error) {
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err == unix.EINVAL {
+		return nil, errDirectUnsupported
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open O_DIRECT", Path: f.Name(), Err: err}
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }

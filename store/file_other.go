@@ -2,6 +2,8 @@
 
 package store
 
+import "os"
+
 // startWriteback is a no-op where sync_file_range is not available.
 func startWriteback(f dataFile, off, n uint64) {}
 
@@ -19,3 +21,6 @@ const (
 
 // adviseFile does nothing where posix_fadvise is not available.
 func adviseFile(f dataFile, off, n uint64, advice int) {}
+
+// openDirect: direct reads are for Linux only.
+func openDirect(*os.File) (*os.File, error) { return nil, errDirectUnsupported }

@@ -132,3 +132,13 @@ func int64Bytes(ids []int64) []byte {
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&ids[0])), len(ids)*8)
 }
+
+// alignedStart returns the index of the first byte of b whose address is
+// a multiple of a (a power of two): where a direct read into b starts.
+func alignedStart(b []byte, a uintptr) int {
+	if len(b) == 0 {
+		return 0
+	}
+	p := uintptr(unsafe.Pointer(&b[0]))
+	return int((a - p%a) % a)
+}

@@ -62,3 +62,26 @@ func machineMemory() uint64 {
 
 // gib formats a byte count in GiB.
 func gib(b float64) string { return fmt.Sprintf("%.1f GiB", b/(1<<30)) }
+
+// maxIODepth bounds --io-depth: past a few hundred reads in flight no
+// disk reads faster.
+const maxIODepth = 1024
+
+// parseBytes reads a size: a number of bytes, or one with a unit
+// (K, M, G, T: powers of 1024, also written KiB, KB, k...).
+func parseBytes(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		if i := strings.IndexByte("KMGT", t[n-1]); i >= 0 {
+			mult = 1 << (10 * (i + 1))
+			t = strings.TrimSpace(t[:n-1])
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f <= 0 || f*float64(mult) >= 1<<62 {
+		return 0, fmt.Errorf("size %q: want a positive number of bytes, or one with a unit (512M, 1GiB, 2.5G)", s)
+	}
+	return int64(f * float64(mult)), nil
+}

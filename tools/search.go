@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,11 +33,20 @@ type searchResult struct {
 	NQ      int      `json:"nq"`
 	Threads int      `json:"threads"`
 	GPU     bool     `json:"gpu,omitempty"`
+	// With --batch: queries per call, and the latency of a call.
+	Batch int     `json:"batch,omitempty"`
+	P50MS float64 `json:"p50_ms,omitempty"`
+	P99MS float64 `json:"p99_ms,omitempty"`
+	// With --memory: the lists' read buffers, and what the search read.
+	MemoryBudget  int64   `json:"memory_budget,omitempty"`
+	ReadMB        float64 `json:"read_mb,omitempty"`
+	ReadMBPerSec  float64 `json:"read_mb_per_s,omitempty"`
+	ReadsPerQuery float64 `json:"reads_per_query,omitempty"`
 }
 
 func runSearch(env *Env) error {
-	fs := newFlags(env, "search", "search --index DIR --queries FILE [--k 10] [--nprobe 1,4,16,64] [--gt FILE] [--threads T] [--json] [--out FILE.ivecs] [--gpu [--gpu-shards N] [--gpu-cache-mb MB]]",
-		"shelf search --index /tmp/sift --queries sift_query.fvecs --gt sift_groundtruth.ivecs --nprobe 1,4,16,64\nshelf search --index /tmp/sift --queries q.npy --k 100 --nprobe 32 --json --out ids.ivecs")
+	fs := newFlags(env, "search", "search --index DIR --queries FILE [--k 10] [--nprobe 1,4,16,64] [--gt FILE] [--threads T] [--memory SIZE [--io-depth N] [--buffered-reads]] [--batch N] [--json] [--out FILE.ivecs] [--gpu [--gpu-shards N] [--gpu-cache-mb MB]]",
+		"shelf search --index /tmp/sift --queries sift_query.fvecs --gt sift_groundtruth.ivecs --nprobe 1,4,16,64\nshelf search --index /tmp/sift --queries q.npy --k 100 --nprobe 32 --json --out ids.ivecs\nshelf search --index /big --queries q.fvecs --memory 1GiB --batch 1 --nprobe 16")
 	dir := fs.String("index", "", "index directory")
 	queries := fs.String("queries", "", "query vectors (.fvecs, .bvecs or .npy)")
 	k := fs.Int("k", 10, "results per query")
@@ -44,6 +55,10 @@ func runSearch(env *Env) error {
 	threads := fs.Int("threads", 0, "search goroutines (0: all CPUs)")
 	asJSON := fs.Bool("json", false, "print one JSON object per nprobe instead of a table")
 	outFile := fs.String("out", "", "write the result ids of the last nprobe to this .ivecs file")
+	memory := fs.String("memory", "", "keep the search within this much memory (1GiB, 512MiB, 300M, bytes): lists are read from disk with direct I/O into buffers of what the model and tables leave (an index larger than RAM); default: through the memory map")
+	ioDepth := fs.Int("io-depth", 0, "with --memory: reads in flight (0: 64)")
+	buffered := fs.Bool("buffered-reads", false, "with --memory: read through the page cache instead of direct I/O")
+	batch := fs.Int("batch", 0, "queries per search call (1: one query per call), with latency percentiles; 0: all queries in one call")
 	useGPU := fs.Bool("gpu", false, "scan the lists on the GPU(s) (a shelf built with -tags cuda)")
 	gpuShards := fs.Int("gpu-shards", 1, "with --gpu: logical shards per GPU, each with its own streams and buffers")
 	gpuCache := fs.Int64("gpu-cache-mb", 0, "with --gpu: MiB of GPU memory per shard that keep probed lists for later queries (0: stream every time)")
@@ -63,6 +78,16 @@ func runSearch(env *Env) error {
 		return fmt.Errorf("%w: --gpu-shards %d, --gpu-cache-mb %d: want 1 to %d shards and 0 to %d MiB",
 			errUsage, *gpuShards, *gpuCache, maxGPUShards, maxGPUCacheMB)
 	}
+	var memLimit int64
+	if *memory != "" {
+		var err error
+		if memLimit, err = parseBytes(*memory); err != nil {
+			return fmt.Errorf("%w: --memory: %v", errUsage, err)
+		}
+	}
+	if *ioDepth < 0 || *ioDepth > maxIODepth || *batch < 0 {
+		return fmt.Errorf("%w: --io-depth %d, --batch %d: want 0 to %d reads, 0 or more queries", errUsage, *ioDepth, *batch, maxIODepth)
+	}
 	if *outFile != "" && !strings.HasSuffix(strings.ToLower(*outFile), ".ivecs") {
 		return fmt.Errorf("%w: --out %q must end in .ivecs", errUsage, *outFile)
 	}
@@ -70,6 +95,7 @@ func runSearch(env *Env) error {
 	if err != nil {
 		return err
 	}
+	calls := *batch
 	q, err := vecio.ReadFloat32(*queries)
 	if err != nil {
 		return err
@@ -105,6 +131,15 @@ func runSearch(env *Env) error {
 		return fmt.Errorf("%s has dimension %d but the index in %s has dimension %d", *queries, q.D, *dir, p.D)
 	}
 	ix.Threads = *threads
+	if calls == 0 || calls > q.N {
+		calls = q.N
+	}
+	if memLimit > 0 {
+		if err := searchBudget(ix, memLimit, &q, calls, *k, slices.Max(nprobes)); err != nil {
+			return err
+		}
+		ix.IODepth, ix.BufferedReads = *ioDepth, *buffered
+	}
 	var scanner ivf.Scanner
 	if *useGPU {
 		sc, err := gpu.NewShardedScanner(nil, *gpuShards, gpu.Options{HostThreads: *threads, CacheBytes: *gpuCache << 20})
@@ -129,12 +164,24 @@ func runSearch(env *Env) error {
 		if scanner != nil {
 			where += fmt.Sprintf(", lists scanned on %d GPU shard(s)", scanner.(*ivf.ShardedScanner).Shards())
 		}
-		fmt.Fprintf(out, "%s: %s, %s, %d vectors; %d queries, k=%d, %s\n\n", *dir, p.Factory(), p.Metric, ix.NTotal(), q.N, *k, where)
-		if gt != nil {
-			fmt.Fprintf(out, "  %6s %10s %8s %8s\n", "nprobe", "QPS", "R@1", fmt.Sprintf("R@%d", *k))
-		} else {
-			fmt.Fprintf(out, "  %6s %10s\n", "nprobe", "QPS")
+		if memLimit > 0 {
+			where += fmt.Sprintf(", lists read from disk into %s of buffers (--memory %s)", statsBytes(ix.MemoryBudget), *memory)
 		}
+		if calls < q.N {
+			where += fmt.Sprintf(", %d %s per call", calls, plural(calls, "query", "queries"))
+		}
+		fmt.Fprintf(out, "%s: %s, %s, %d vectors; %d queries, k=%d, %s\n\n", *dir, p.Factory(), p.Metric, ix.NTotal(), q.N, *k, where)
+		fmt.Fprintf(out, "  %6s %10s", "nprobe", "QPS")
+		if gt != nil {
+			fmt.Fprintf(out, " %8s %8s", "R@1", fmt.Sprintf("R@%d", *k))
+		}
+		if calls < q.N {
+			fmt.Fprintf(out, " %9s %9s", "p50 ms", "p99 ms")
+		}
+		if memLimit > 0 {
+			fmt.Fprintf(out, " %10s %9s", "MB/s read", "KB/query")
+		}
+		fmt.Fprintln(out)
 	}
 	var ids []int64
 	done := map[int]bool{}
@@ -146,25 +193,42 @@ func runSearch(env *Env) error {
 			continue
 		}
 		done[np] = true
-		// Best of two runs: the first also warms the page cache.
+		// Best of two runs: the first also warms the page cache (or, with
+		// --memory, reads everything from disk both times).
 		best := 0.0
+		var lat []time.Duration
+		var readBytes, reads int64
+		var readTime time.Duration
 		for rep := 0; rep < 2; rep++ {
+			r0, b0 := ix.ReadStats()
+			var l []time.Duration
 			t := time.Now()
-			if scanner != nil {
-				_, ids, err = ix.SearchWith(q.Data, q.N, *k, np, scanner)
-			} else {
-				_, ids, err = ix.Search(q.Data, q.N, *k, np)
-			}
+			ids, l, err = searchCalls(ix, scanner, &q, calls, *k, np)
 			if err != nil {
 				return err
 			}
-			best = max(best, float64(q.N)/max(time.Since(t).Seconds(), 1e-9))
+			el := time.Since(t)
+			if qps := float64(q.N) / max(el.Seconds(), 1e-9); qps > best {
+				best, lat = qps, l
+				r1, b1 := ix.ReadStats()
+				reads, readBytes, readTime = r1-r0, b1-b0, el
+			}
 		}
 		res := searchResult{NProbe: np, K: *k, QPS: math.Round(best), NQ: q.N, Threads: nthreads, GPU: scanner != nil}
 		if gt != nil {
 			r1 := groundtruth.Recall(ids, *k, gt, kGT, q.N, 1)
 			rk := groundtruth.Recall(ids, *k, gt, kGT, q.N, *k)
 			res.Recall1, res.RecallK = &r1, &rk
+		}
+		if calls < q.N {
+			res.Batch = calls
+			res.P50MS, res.P99MS = percentileMS(lat, 0.50), percentileMS(lat, 0.99)
+		}
+		if memLimit > 0 {
+			res.MemoryBudget = ix.MemoryBudget
+			res.ReadMB = math.Round(float64(readBytes)/1e4) / 100
+			res.ReadMBPerSec = math.Round(float64(readBytes) / 1e6 / max(readTime.Seconds(), 1e-9))
+			res.ReadsPerQuery = math.Round(100*float64(reads)/float64(q.N)) / 100
 		}
 		if *asJSON {
 			b, err := json.Marshal(res)
@@ -174,11 +238,17 @@ func runSearch(env *Env) error {
 			fmt.Fprintln(out, string(b))
 			continue
 		}
+		fmt.Fprintf(out, "  %6d %10.0f", np, res.QPS)
 		if gt != nil {
-			fmt.Fprintf(out, "  %6d %10.0f %8.3f %8.3f\n", np, res.QPS, *res.Recall1, *res.RecallK)
-		} else {
-			fmt.Fprintf(out, "  %6d %10.0f\n", np, res.QPS)
+			fmt.Fprintf(out, " %8.3f %8.3f", *res.Recall1, *res.RecallK)
 		}
+		if calls < q.N {
+			fmt.Fprintf(out, " %9.3f %9.3f", res.P50MS, res.P99MS)
+		}
+		if memLimit > 0 {
+			fmt.Fprintf(out, " %10.0f %9.1f", res.ReadMBPerSec, float64(readBytes)/1e3/float64(q.N))
+		}
+		fmt.Fprintln(out)
 	}
 	if !*asJSON && gt != nil {
 		fmt.Fprintf(out, "\n  R@R: share of queries whose true nearest neighbour is among the first R results\n")
@@ -228,4 +298,72 @@ func searchParseNprobes(s string) ([]int, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// searchCalls searches q in calls of calls queries each and returns the
+// ids of all of them and the duration of each call.
+func searchCalls(ix *ivf.Index, scanner ivf.Scanner, q *vecio.Matrix, calls, k, nprobe int) ([]int64, []time.Duration, error) {
+	if calls >= q.N {
+		calls = q.N
+	}
+	ids := make([]int64, 0, q.N*k)
+	lat := make([]time.Duration, 0, (q.N+calls-1)/calls)
+	for lo := 0; lo < q.N; lo += calls {
+		hi := min(lo+calls, q.N)
+		part := q.Data[lo*q.D : hi*q.D]
+		t := time.Now()
+		var got []int64
+		var err error
+		if scanner != nil {
+			_, got, err = ix.SearchWith(part, hi-lo, k, nprobe, scanner)
+		} else {
+			_, got, err = ix.Search(part, hi-lo, k, nprobe)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		lat = append(lat, time.Since(t))
+		ids = append(ids, got...)
+	}
+	return ids, lat, nil
+}
+
+// percentileMS returns the p-quantile of d in milliseconds.
+func percentileMS(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := min(len(s)-1, int(math.Ceil(p*float64(len(s))))-1)
+	return math.Round(float64(s[max(i, 0)].Microseconds())) / 1000
+}
+
+// searchRuntimeReserve is what a search process takes besides the index's
+// model, tables, results and list buffers: the Go runtime, the program,
+// goroutine stacks, the garbage collector's slack.
+const searchRuntimeReserve = 48 << 20
+
+// searchBudget gives the index's lists what memLimit leaves after the
+// queries, the model and tables of a search (ivf.Index.SearchMemory) and
+// the runtime, and asks the Go runtime to stay within memLimit; an index
+// that cannot be searched in memLimit is an error saying what it needs.
+func searchBudget(ix *ivf.Index, memLimit int64, q *vecio.Matrix, calls, k, nprobe int) error {
+	fixed := ix.SearchMemory(calls, k, nprobe) + int64(len(q.Data))*4 + int64(q.N)*int64(k)*8 + searchRuntimeReserve
+	const minBuffers = 4 << 20
+	if memLimit-fixed < minBuffers {
+		return fmt.Errorf("%w: --memory %s: this search needs %s besides the lists' buffers (model, tables, queries, results, runtime), and at least %s of buffers",
+			errUsage, statsBytes(memLimit), statsBytes(fixed), statsBytes(minBuffers))
+	}
+	ix.MemoryBudget = memLimit - fixed
+	debug.SetMemoryLimit(memLimit)
+	return nil
+}
+
+// plural returns one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
