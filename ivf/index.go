@@ -56,7 +56,7 @@ type Index struct {
 	// so the lists a search reads take no memory past the budget.
 	BufferedReads bool
 	// IODepth bounds the reads in flight (0: 64; at most one per buffer).
-	IODepth int
+	IODepth     int
 	slabs       *slabArena // the read buffers (guarded by mu)
 	slabsBudget int64
 	reads       readStats
