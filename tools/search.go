@@ -340,9 +340,9 @@ func percentileMS(d []time.Duration, p float64) float64 {
 }
 
 // searchRuntimeReserve is what a search process takes besides the index's
-// model, tables, results and list buffers: the Go runtime, the program,
-// goroutine stacks, the garbage collector's slack.
-const searchRuntimeReserve = 48 << 20
+// model, tables, results and list buffers: the program's pages, the Go
+// runtime, goroutine stacks, the garbage collector's slack.
+const searchRuntimeReserve = 32 << 20
 
 // searchBudget gives the index's lists what memLimit leaves after the
 // queries, the model and tables of a search (ivf.Index.SearchMemory) and
@@ -356,9 +356,15 @@ func searchBudget(ix *ivf.Index, memLimit int64, q *vecio.Matrix, calls, k, npro
 			errUsage, statsBytes(memLimit), statsBytes(fixed), statsBytes(minBuffers))
 	}
 	ix.MemoryBudget = memLimit - fixed
-	debug.SetMemoryLimit(memLimit)
+	// The Go runtime's share: what memLimit leaves to the program's
+	// pages in the page cache (a cgroup counts them too).
+	debug.SetMemoryLimit(memLimit - searchProgramPages)
 	return nil
 }
+
+// searchProgramPages is the page cache the program's own file takes
+// while it runs (the part of the binary a search touches).
+const searchProgramPages = 20 << 20
 
 // plural returns one when n is 1, else many.
 func plural(n int, one, many string) string {
