@@ -80,7 +80,7 @@ func parseBytes(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f <= 0 || f*float64(mult) >= 1<<62 {
+	if err != nil || !(f > 0 && f*float64(mult) < 1<<62) {
 		return 0, fmt.Errorf("size %q: want a positive number of bytes, or one with a unit (512M, 1GiB, 2.5G)", s)
 	}
 	return int64(f * float64(mult)), nil

@@ -104,6 +104,14 @@ func TestSizeLimits(t *testing.T) {
 		{with(search, "--nprobe", "99999999999999999999"), "--nprobe"},
 		{with(search, "--gpu-shards", maxInt), "--gpu-shards"},
 		{with(search, "--gpu-cache-mb", maxInt), "--gpu-cache-mb"},
+		{with(search, "--memory", "0"), "--memory"},
+		{with(search, "--memory", "-1G"), "--memory"},
+		{with(search, "--memory", "lots"), "--memory"},
+		{with(search, "--memory", "99999999T"), "--memory"},
+		{with(search, "--memory", "1M"), "--memory"}, // less than the search needs
+		{with(search, "--io-depth", maxInt), "--io-depth"},
+		{with(search, "--batch", "-1"), "--batch"},
+		{with(search, "--repeat", "0"), "--repeat"},
 		{with(groundtruth, "--k", maxInt), "--k"},
 		{with(groundtruth, "--k", "2147483648"), "--k"},
 		{with(groundtruth, "--k", "268435456"), "--k"},
@@ -163,4 +171,20 @@ func TestSizeLimits(t *testing.T) {
 			t.Fatalf("groundtruth --k 5000 of %d vectors: %dx%d, %v", n, gn, gd, err)
 		}
 	})
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{
+		"1": 1, "4096": 4096, "1K": 1 << 10, "1k": 1 << 10, "64M": 64 << 20, "64MiB": 64 << 20, "64MB": 64 << 20,
+		"1G": 1 << 30, "1GiB": 1 << 30, "1.5G": 3 << 29, "2T": 2 << 40, " 512M ": 512 << 20,
+	} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-1", "1X", "G", "1e30", "NaN", "Inf", "4000000000T"} {
+		if got, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) = %d, want an error", in, got)
+		}
+	}
 }

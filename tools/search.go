@@ -45,7 +45,7 @@ type searchResult struct {
 }
 
 func runSearch(env *Env) error {
-	fs := newFlags(env, "search", "search --index DIR --queries FILE [--k 10] [--nprobe 1,4,16,64] [--gt FILE] [--threads T] [--memory SIZE [--io-depth N] [--buffered-reads]] [--batch N] [--json] [--out FILE.ivecs] [--gpu [--gpu-shards N] [--gpu-cache-mb MB]]",
+	fs := newFlags(env, "search", "search --index DIR --queries FILE [--k 10] [--nprobe 1,4,16,64] [--gt FILE] [--threads T] [--memory SIZE [--io-depth N] [--buffered-reads]] [--batch N] [--repeat R] [--json] [--out FILE.ivecs] [--gpu [--gpu-shards N] [--gpu-cache-mb MB]]",
 		"shelf search --index /tmp/sift --queries sift_query.fvecs --gt sift_groundtruth.ivecs --nprobe 1,4,16,64\nshelf search --index /tmp/sift --queries q.npy --k 100 --nprobe 32 --json --out ids.ivecs\nshelf search --index /big --queries q.fvecs --memory 1GiB --batch 1 --nprobe 16")
 	dir := fs.String("index", "", "index directory")
 	queries := fs.String("queries", "", "query vectors (.fvecs, .bvecs or .npy)")
@@ -58,6 +58,7 @@ func runSearch(env *Env) error {
 	memory := fs.String("memory", "", "keep the search within this much memory (1GiB, 512MiB, 300M, bytes): lists are read from disk with direct I/O into buffers of what the model and tables leave (an index larger than RAM); default: through the memory map")
 	ioDepth := fs.Int("io-depth", 0, "with --memory: reads in flight (0: 64)")
 	buffered := fs.Bool("buffered-reads", false, "with --memory: read through the page cache instead of direct I/O")
+	repeat := fs.Int("repeat", 2, "runs per nprobe, the fastest reported (the first also warms the page cache; 1 for a cold run)")
 	batch := fs.Int("batch", 0, "queries per search call (1: one query per call), with latency percentiles; 0: all queries in one call")
 	useGPU := fs.Bool("gpu", false, "scan the lists on the GPU(s) (a shelf built with -tags cuda)")
 	gpuShards := fs.Int("gpu-shards", 1, "with --gpu: logical shards per GPU, each with its own streams and buffers")
@@ -85,8 +86,8 @@ func runSearch(env *Env) error {
 			return fmt.Errorf("%w: --memory: %v", errUsage, err)
 		}
 	}
-	if *ioDepth < 0 || *ioDepth > maxIODepth || *batch < 0 {
-		return fmt.Errorf("%w: --io-depth %d, --batch %d: want 0 to %d reads, 0 or more queries", errUsage, *ioDepth, *batch, maxIODepth)
+	if *ioDepth < 0 || *ioDepth > maxIODepth || *batch < 0 || *repeat < 1 || *repeat > 100 {
+		return fmt.Errorf("%w: --io-depth %d, --batch %d, --repeat %d: want 0 to %d reads, 0 or more queries, 1 to 100 runs", errUsage, *ioDepth, *batch, *repeat, maxIODepth)
 	}
 	if *outFile != "" && !strings.HasSuffix(strings.ToLower(*outFile), ".ivecs") {
 		return fmt.Errorf("%w: --out %q must end in .ivecs", errUsage, *outFile)
@@ -193,13 +194,13 @@ func runSearch(env *Env) error {
 			continue
 		}
 		done[np] = true
-		// Best of two runs: the first also warms the page cache (or, with
-		// --memory, reads everything from disk both times).
+		// Best of --repeat runs: the first also warms the page cache (or,
+		// with --memory, every run reads everything from disk).
 		best := 0.0
 		var lat []time.Duration
 		var readBytes, reads int64
 		var readTime time.Duration
-		for rep := 0; rep < 2; rep++ {
+		for rep := 0; rep < *repeat; rep++ {
 			r0, b0 := ix.ReadStats()
 			var l []time.Duration
 			t := time.Now()
