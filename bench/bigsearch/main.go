@@ -365,7 +365,7 @@ func (c *config) env() []string {
 // diskFig is the device's random-read throughput with requests of the
 // lists' size: fio, direct I/O, on the index's data file.
 type diskFig struct {
-	BlockSize      int64
+	BlockSize       int64
 	Depth32, Depth1 float64 // MB/s
 }
 
