@@ -33,6 +33,7 @@ var allowed = map[string][]string{
 	"internal/groundtruth": {"internal/vecio", "internal/vecmath", "internal/synth"},
 	"internal/faisstest":   {},
 	"internal/layering":    {},
+	"bench/bigsearch":      {""},
 	"bench/crashcampaign":  {""},
 	"bench/ivfbench":       {""},
 	"bench/scale":          {""},
