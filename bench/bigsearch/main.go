@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/shelfdb/shelf/internal/groundtruth"
@@ -30,6 +31,7 @@ type config struct {
 	seed                                         int64
 	steps                                        string
 	faiss                                        bool
+	timeout                                      time.Duration
 }
 
 func main() {
@@ -53,6 +55,7 @@ func main() {
 	flag.StringVar(&c.python, "python", "/usr/bin/python3", "python with numpy and faiss")
 	flag.StringVar(&c.faissPath, "faiss-path", "/tmp/faiss-opt/python", "PYTHONPATH of the AVX2 FAISS build (../shared/faiss-avx2.sh), used when present")
 	flag.BoolVar(&c.faiss, "faiss", true, "search the FAISS export side by side")
+	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "longest run; a slower one is killed and shown as such")
 	flag.Parse()
 	if c.dir == "" || c.n < 1 || c.dim < 1 || c.nq < 1 || c.k < 1 || c.block < 1 {
 		fmt.Fprintln(os.Stderr, "bigsearch: --dir is required; sizes must be positive")
@@ -205,6 +208,8 @@ type row struct {
 	Limit   int64   `json:"limit"`
 	OOM     int64   `json:"oom_kills"`
 	Failcnt int64   `json:"failcnt"`
+	// TimedOut: the run took longer than --timeout and was killed.
+	TimedOut bool `json:"timed_out,omitempty"`
 }
 
 func search(c *config) error {
@@ -313,7 +318,23 @@ func measure(c *config, engine, cp, mode string, nprobe int) (row, error) {
 	x.Env = append(c.env(), "CAPPED_REPORT="+report)
 	var stdout, stderr bytes.Buffer
 	x.Stdout, x.Stderr = &stdout, &stderr
-	runErr := x.Run()
+	// A run past the time limit is killed, with everything it started,
+	// and its row says so.
+	x.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := x.Start(); err != nil {
+		return r, err
+	}
+	timer := time.AfterFunc(c.timeout, func() { _ = syscall.Kill(-x.Process.Pid, syscall.SIGKILL) })
+	runErr := x.Wait()
+	if !timer.Stop() {
+		r.TimedOut = true
+		// capped.sh was killed before it could remove its group.
+		groups, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/memory/shelf-capped-%d-*", x.Process.Pid))
+		for _, g := range groups {
+			_ = os.Remove(g)
+		}
+		return r, nil
+	}
 	if b, err := os.ReadFile(report); err == nil {
 		var rep struct {
 			Limit    int64 `json:"limit"`
@@ -452,8 +473,11 @@ func printTable(c *config, rows []row, disk diskFig) {
 			mbq = fmt.Sprintf("%.2f", s.ReadMB/float64(s.NQ))
 		}
 		fqps := fmt.Sprintf("%.0f", f.QPS)
-		if f.OOM > 0 {
+		switch {
+		case f.OOM > 0:
 			fqps = "OOM-killed"
+		case f.TimedOut:
+			fqps = fmt.Sprintf("> %v", c.timeout)
 		}
 		fmt.Printf("| %s | %s | %d | %.0f | %s | %s | %s | %s | %.3f / %.3f | %.3f / %.3f | %s | %s | %.0f / %.0f |\n",
 			s.Cap, s.Mode, s.NProbe, s.QPS, fqps, ratio, lat(s), lat(f), s.Recall1, f.Recall1, s.RecallK, f.RecallK,
