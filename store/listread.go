@@ -33,10 +33,11 @@ var errDirectUnsupported = errors.New("direct I/O not supported")
 const readAlign = 4096
 
 // ListReader reads lists of one View with positioned reads. It is safe
-// for concurrent use; it must be closed before the View is released.
+// for concurrent use, and used while the View is: its descriptors belong
+// to the View's mapping of the data file.
 type ListReader struct {
 	v      *View
-	f      *os.File // the data file, opened again with O_DIRECT when direct
+	f      *os.File // the data file, or the mapping's O_DIRECT descriptor of it
 	direct bool
 	cs     uint64
 }
@@ -47,7 +48,7 @@ type ListReader struct {
 func (v *View) ListReader(direct bool) (*ListReader, error) {
 	r := &ListReader{v: v, f: v.st.m.file, cs: uint64(v.s.conf.codeSize)}
 	if direct {
-		f, err := openDirect(v.st.m.file)
+		f, err := v.st.m.directFile()
 		switch {
 		case err == nil:
 			r.f, r.direct = f, true
@@ -63,13 +64,8 @@ func (v *View) ListReader(direct bool) (*ListReader, error) {
 // Direct reports whether the reader bypasses the page cache.
 func (r *ListReader) Direct() bool { return r.direct }
 
-// Close closes the reader's own descriptor, if it has one.
-func (r *ListReader) Close() error {
-	if r.direct {
-		return r.f.Close()
-	}
-	return nil
-}
+// Close ends the reader (its descriptors stay with the mapping).
+func (r *ListReader) Close() error { return nil }
 
 // Offset returns where list l starts in the data file: reading lists in
 // increasing offsets reads the file in one direction.

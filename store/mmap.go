@@ -16,6 +16,7 @@ package store
 import (
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"github.com/edsrzf/mmap-go"
@@ -31,6 +32,19 @@ type mapping struct {
 	reserve int64
 	refs    int
 	file    *os.File
+
+	// direct is the same file opened for direct reads, on first use
+	// (ListReader), closed with the mapping.
+	directOnce sync.Once
+	direct     *os.File
+	directErr  error
+}
+
+// directFile returns the mapping's file opened with O_DIRECT, opened
+// once for every reader of the mapping.
+func (m *mapping) directFile() (*os.File, error) {
+	m.directOnce.Do(func() { m.direct, m.directErr = openDirect(m.file) })
+	return m.direct, m.directErr
 }
 
 // mapFile maps reserve bytes of f read-only. If the kernel refuses the
@@ -79,6 +93,10 @@ func (m *mapping) bytes(off, n uint64) []byte {
 // unmap releases the mapping and its descriptor; called once refs
 // reached zero.
 func (m *mapping) unmap() error {
+	m.directOnce.Do(func() {}) // orders the read of direct after its opening
+	if m.direct != nil {
+		m.direct.Close()
+	}
 	m.file.Close()
 	return m.mm.Unmap()
 }
