@@ -14,7 +14,7 @@ import (
 func TestRemoveBinary(t *testing.T) {
 	bin := buildShelf(t)
 	dir := t.TempDir()
-	idx, _, _, _, _ := searchFixture(t, dir) // ids 0 to 7999
+	idx, qF, _, queries, _ := searchFixture(t, dir) // ids 0 to 7999
 	held := func() map[int64]bool {
 		m := map[int64]bool{}
 		for _, l := range encReadLists(t, idx) {
@@ -77,5 +77,12 @@ func TestRemoveBinary(t *testing.T) {
 	}
 	if len(held()) != 7995 {
 		t.Error("a refused remove changed the index")
+	}
+	// Removed ids are not handed out again: adds after removing the
+	// largest id 7999 start at 8000.
+	shelfOK(t, bin, "add", "--index", idx, "--data", qF, "--quiet")
+	got = held()
+	if got[7999] || !got[8000] || !got[8000+int64(queries.N)-1] || len(got) != 7995+queries.N {
+		t.Errorf("after removing id 7999 and adding %d vectors: 7999 held %v, 8000 held %v, %d ids", queries.N, got[7999], got[8000], len(got))
 	}
 }
