@@ -99,7 +99,7 @@ func (p Params) Validate() error {
 	case p.M <= 0 || p.D%p.M != 0:
 		return fmt.Errorf("%w: PQ%d does not divide dimension %d", ErrParams, p.M, p.D)
 	case p.Nbits != 8:
-		return fmt.Errorf("%w: PQ with %d bits per code (only 8 is supported)", ErrParams, p.Nbits)
+		return fmt.Errorf("%w: %d-bit PQ codes (only 8-bit codes are supported)", ErrParams, p.Nbits)
 	}
 	return nil
 }
@@ -116,12 +116,14 @@ func (p Params) Factory() string {
 }
 
 // ParseFactory reads a FAISS-style factory string: "IVF1024,PQ16",
-// "IVF1024,PQ16x8" or "IVF1024,Flat", for vectors of dimension d.
+// "IVF1024,PQ16x8" or "IVF1024,Flat", for vectors of dimension d. PQ
+// codes are 8-bit: other bit counts (FAISS's PQ16x4, PQ16x4fs) are
+// refused with an error that says so.
 func ParseFactory(s string, d int, metric Metric) (Params, error) {
 	p := Params{D: d, Metric: metric, Nbits: 8, ByResidual: true}
 	parts := strings.Split(strings.ReplaceAll(s, " ", ""), ",")
 	if len(parts) != 2 || !strings.HasPrefix(parts[0], "IVF") {
-		return p, fmt.Errorf("%w: factory %q: want IVF<nlist>,PQ<M>[x<nbits>] or IVF<nlist>,Flat", ErrParams, s)
+		return p, fmt.Errorf("%w: factory %q: want IVF<nlist>,PQ<M> (8-bit codes, M bytes per vector) or IVF<nlist>,Flat", ErrParams, s)
 	}
 	n, err := strconv.Atoi(parts[0][3:])
 	if err != nil {
@@ -134,10 +136,15 @@ func ParseFactory(s string, d int, metric Metric) (Params, error) {
 	case strings.HasPrefix(parts[1], "PQ"):
 		spec := parts[1][2:]
 		if i := strings.IndexByte(spec, 'x'); i >= 0 {
-			if p.Nbits, err = strconv.Atoi(spec[i+1:]); err != nil {
-				return p, fmt.Errorf("%w: factory %q: bad bit count", ErrParams, s)
-			}
+			nbits := spec[i+1:]
 			spec = spec[:i]
+			if nbits != "8" {
+				what := fmt.Sprintf("PQ%sx%s is not supported", spec, nbits)
+				if b, err := strconv.Atoi(nbits); err == nil {
+					what = fmt.Sprintf("%d-bit PQ codes are not supported", b)
+				}
+				return p, fmt.Errorf("%w: factory %q: %s, only 8-bit codes (PQ%s, or PQ%sx8)", ErrParams, s, what, spec, spec)
+			}
 		}
 		if p.M, err = strconv.Atoi(spec); err != nil {
 			return p, fmt.Errorf("%w: factory %q: bad PQ size %q", ErrParams, s, spec)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -309,5 +310,54 @@ func TestBuildSample(t *testing.T) {
 	}
 	if all, _ := buildSample(r, n, 9); all[(n-1)*d] != n-1 {
 		t.Fatalf("a sample of every row is not the file")
+	}
+}
+
+// TestHelpHonest checks that help advertises what works: build --help
+// lists --headroom, no command's help offers PQ codes other than 8-bit
+// ones, and --factory IVF64,PQ8x4 is refused with a usage error saying
+// only 8-bit codes are supported, before any training.
+func TestHelpHonest(t *testing.T) {
+	helpOf := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := Main(append(args, "--help"), &stdout, &stderr); code != 0 {
+			t.Fatalf("%v --help: exit %d, %s", args, code, stderr.String())
+		}
+		return stdout.String()
+	}
+	if h := helpOf("build"); !strings.Contains(h, "-headroom") || !strings.Contains(h, "[--headroom 0.1]") {
+		t.Errorf("build --help does not list --headroom:\n%s", h)
+	}
+	other := regexp.MustCompile(`PQ[^\s,]*x([^8]|$)|nbits|bits per`)
+	for name := range commands {
+		if h := helpOf(name); other.MatchString(h) {
+			t.Errorf("%s --help offers PQ codes other than 8-bit: %q", name, other.FindString(h))
+		}
+	}
+	for _, name := range []string{"build", "train"} {
+		if h := helpOf(name); !strings.Contains(h, "8-bit codes") {
+			t.Errorf("%s --help does not say PQ codes are 8-bit:\n%s", name, h)
+		}
+	}
+
+	dir := t.TempDir()
+	data := filepath.Join(dir, "base.fvecs")
+	if err := vecio.WriteFvecs(data, synth.Clustered(1000, 32, 10, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"IVF64,PQ8x4", "IVF64,PQ16x4"} {
+		for _, c := range []string{"build", "train"} {
+			idx := filepath.Join(dir, "idx")
+			var stdout, stderr bytes.Buffer
+			code := Main([]string{c, "--data", data, "--index", idx, "--factory", f, "--quiet"}, &stdout, &stderr)
+			msg := stderr.String()
+			if code != 2 || strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "4-bit PQ codes are not supported, only 8-bit codes") {
+				t.Errorf("%s --factory %s: exit %d, stderr %q", c, f, code, msg)
+			}
+			if _, err := ivf.OpenReadOnly(idx); err == nil {
+				t.Errorf("%s --factory %s made an index", c, f)
+			}
+		}
 	}
 }

@@ -39,14 +39,18 @@ func parseEncodeShard(s string) (i, n int, err error) {
 // them into the index in one two-pass merge. Blocks are the unit of
 // resumption: a finished block survives a crash and is not redone.
 func runEncode(env *Env) error {
-	fs := newFlags(env, "encode", "encode --index DIR --data FILE --out BLOCKDIR [--block-size N] [--shard i/n] [--workers W] [--quiet]",
+	fs := newFlags(env, "encode", "encode --index DIR --data FILE --out BLOCKDIR [--block-size N] [--shard i/n | --shard auto [--shards N]] [--workers W] [--quiet]",
 		"shelf encode --index /data/idx --data base.fvecs --out /data/blocks --shard 0/4\n"+
+			"shelf encode --index /data/idx --data base.fvecs --out /data/blocks --shard auto              # in a Slurm job array (sbatch --array=0-3)\n"+
+			"shelf encode --index /data/idx --data base.fvecs --out /data/blocks --shard auto --shards 4   # in a Kubernetes indexed Job of 4 completions\n"+
 			"shelf merge --index /data/idx --blocks /data/blocks")
 	index := fs.String("index", "", "trained index directory (opened read-only)")
 	data := fs.String("data", "", "vectors to encode (.fvecs, .bvecs or .npy); ids are row numbers")
 	out := fs.String("out", "", "directory of the block files (created if missing)")
 	bs := fs.Int("block-size", 100_000, "vectors per block file")
-	shard := fs.String("shard", "0/1", "do only blocks b with b % n == i (0-based i/n), to split the work across machines")
+	shard := fs.String("shard", "0/1", "do only blocks b with b % n == i (0-based i/n), to split the work across machines; auto: from a Slurm job array (i = "+
+		envSlurmID+" - "+envSlurmMin+", n = "+envSlurmCount+") or a Kubernetes indexed Job (i = "+envK8sIndex+", n = --shards)")
+	shards := fs.Int("shards", 0, "with --shard auto: the number of shards n (required for a Kubernetes indexed Job: its completions; checked against Slurm's "+envSlurmCount+")")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "blocks encoded at once")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parse(fs, env.Args); err != nil {
@@ -58,10 +62,11 @@ func runEncode(env *Env) error {
 	if *bs < 1 || *workers < 1 {
 		return fmt.Errorf("%w: --block-size and --workers must be positive", errUsage)
 	}
-	si, sn, err := parseEncodeShard(*shard)
+	sh, err := resolveShard(*shard, *shards, os.LookupEnv)
 	if err != nil {
 		return err
 	}
+	si, sn := sh.rank, sh.count
 
 	ix, err := ivf.OpenReadOnly(*index)
 	if err != nil {
@@ -179,7 +184,11 @@ feed:
 		return firstErr
 	}
 	el := time.Since(t0).Seconds()
-	fmt.Fprintf(env.Stdout, "shelf encode: %d blocks written, %d skipped (shard %d/%d of %d blocks), %d vectors encoded in %.2f s, %.0f vectors/s\n",
-		written, skipped, si, sn, nblocks, encoded, el, float64(encoded)/max(el, 1e-9))
+	from := ""
+	if *shard == "auto" {
+		from = " from " + sh.from
+	}
+	fmt.Fprintf(env.Stdout, "shelf encode: %d blocks written, %d skipped (shard %d/%d%s, of %d blocks), %d vectors encoded in %.2f s, %.0f vectors/s\n",
+		written, skipped, si, sn, from, nblocks, encoded, el, float64(encoded)/max(el, 1e-9))
 	return nil
 }

@@ -83,6 +83,8 @@ func TestSizeLimits(t *testing.T) {
 	search := []string{"search", "--index", idx, "--queries", qF}
 	groundtruth := []string{"groundtruth", "--data", baseF, "--queries", qF, "--out", gt}
 	demo := []string{"demo", "--quiet", "--dir", filepath.Join(dir, "demo")}
+	rangeSearch := []string{"range-search", "--index", idx, "--queries", qF, "--radius", "1e30"}
+	encode := []string{"encode", "--index", idx, "--data", baseF, "--out", filepath.Join(dir, "blocks"), "--quiet"}
 	const (
 		maxInt  = "9223372036854775807"
 		maxUint = "18446744073709551615"
@@ -127,11 +129,26 @@ func TestSizeLimits(t *testing.T) {
 		{with(demo, "--n", "1000", "--nlist", "4096"), "--nlist"},
 		{with(demo, "--m", maxInt), "--m"},
 		{with(demo, "--m", "5"), "--m"},
+		{with(rangeSearch, "--max-results", "0"), "--max-results"},
+		{with(rangeSearch, "--max-results", maxInt), "--max-results"},
+		{with(rangeSearch, "--max-results", "268435457"), "--max-results"},
+		{with(rangeSearch, "--max-results", "100"), "--max-results"}, // 10 queries x 3000 vectors within the radius
+		{with(rangeSearch, "--nprobe", "0"), "--nprobe"},
+		{with(rangeSearch, "--threads", maxInt), "--threads"},
+		{with(rangeSearch, "--radius", "1e39"), "--radius"},
+		{with(encode, "--shards", "-1"), "--shards"},
+		{with(encode, "--shard", "auto", "--shards", maxInt), "--shard auto"}, // no scheduler's variables
 	}
 	for _, c := range cases {
 		name := strings.Join(c.args[len(c.args)-2:], " ")
 		if c.args[0] != "search" {
 			name = c.args[0] + " " + name
+		}
+		if c.args[0] == "encode" {
+			// --shard auto reads the scheduler's variables: none here.
+			for _, k := range shardVars {
+				t.Setenv(k, "")
+			}
 		}
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
@@ -156,6 +173,7 @@ func TestSizeLimits(t *testing.T) {
 		for _, args := range [][]string{
 			with(search, "--k", "5000", "--nprobe", maxInt, "--json"),
 			with(groundtruth, "--k", "5000"),
+			with(rangeSearch, "--nprobe", maxInt, "--max-results", "268435456", "--json"),
 			{"encode", "--index", idx, "--data", baseF, "--out", filepath.Join(dir, "blocks"), "--block-size", maxInt, "--shard", "0/" + maxInt, "--quiet"},
 		} {
 			code, out, errOut := limitRun(t, bin, args...)

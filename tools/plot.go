@@ -29,18 +29,22 @@ func (l *plotFiles) Set(v string) error { *l = append(*l, v); return nil }
 // plotRecallFields are the JSON fields --recall may name; each run of demo
 // or search reports some of them.
 var plotRecallFields = map[string]string{
-	"recall1":  "recall@1",
-	"recall10": "recall@10",
-	"recallk":  "recall@k",
+	"recall1":       "recall@1",
+	"recall10":      "recall@10",
+	"recallk":       "recall@k",
+	"intersectionk": "intersection recall@k",
 }
 
 func runPlot(env *Env) error {
-	fs := newFlags(env, "plot", "plot --results FILE.jsonl [--results FILE2.jsonl ...] --out recall-qps.png [--recall recall10|recallk|recall1] [--title T] [--width 900] [--height 600]",
-		"shelf demo --json > ivf.jsonl\nshelf plot --results ivf.jsonl --out recall-qps.png")
+	fs := newFlags(env, "plot", "plot --results FILE.jsonl [--results FILE2.jsonl ...] --out recall-qps.png [--recall recall10|recallk|recall1|intersectionk] [--title T] [--width 900] [--height 600]",
+		"shelf demo --json > ivf.jsonl\nshelf plot --results ivf.jsonl --out recall-qps.png\n"+
+			"shelf search --index idx1024 --queries q.fvecs --gt gt.ivecs --nprobe 1,4,16,64 --json > a.jsonl\n"+
+			"shelf search --index idx4096 --queries q.fvecs --gt gt.ivecs --nprobe 1,4,16,64 --json > b.jsonl\n"+
+			"shelf plot --results a.jsonl --results b.jsonl --recall intersectionk --out recall-qps.png   # curves named idx1024, idx4096")
 	var results plotFiles
-	fs.Var(&results, "results", "JSON lines file from 'shelf demo --json' or 'shelf search --json' (repeat for one curve per file)")
+	fs.Var(&results, "results", "JSON lines file from 'shelf demo --json' or 'shelf search --json' (repeat for one curve per file, named by the lines' \"index\", else \"factory\", else the file name)")
 	out := fs.String("out", "", "PNG file to write")
-	field := fs.String("recall", "", "JSON field for x: recall10, recallk or recall1 (default: recall10 where a file has it, else recallk)")
+	field := fs.String("recall", "", "JSON field for x: recall10, recallk or recall1 (share of queries whose true nearest neighbour is in the first 10, k or 1 results), or intersectionk (intersection recall@k, from search --gt) (default: recall10 where a file has it, else recallk)")
 	title := fs.String("title", "recall vs. queries per second (up and right is better)", "chart title")
 	width := fs.Int("width", 900, "image width in pixels")
 	height := fs.Int("height", 600, "image height in pixels")
@@ -56,7 +60,7 @@ func runPlot(env *Env) error {
 		return fmt.Errorf("%w: --width and --height must be within %dx%d and 10000x10000", errUsage, plot.MinWidth, plot.MinHeight)
 	}
 	if _, ok := plotRecallFields[*field]; *field != "" && !ok {
-		return fmt.Errorf("%w: --recall must be recall10, recallk or recall1, not %q", errUsage, *field)
+		return fmt.Errorf("%w: --recall must be recall10, recallk, recall1 or intersectionk, not %q", errUsage, *field)
 	}
 
 	chart := plot.Chart{Title: *title, YLabel: "queries per second (log)", LogY: true}
@@ -159,8 +163,14 @@ func readPlotCurve(path, field string) (*plotCurve, error) {
 			continue
 		}
 		pts = append(pts, pt{x, q})
-		if s, ok := r["factory"].(string); ok && s != "" && len(pts) == 1 {
-			c.name = s
+		if len(pts) == 1 {
+			// The index directory (search --json) names the curve best;
+			// the factory (demo --json) next.
+			if s, ok := r["index"].(string); ok && s != "" {
+				c.name = filepath.Clean(s)
+			} else if s, ok := r["factory"].(string); ok && s != "" {
+				c.name = s
+			}
 		}
 		if k, ok := plotNumber(r, "k"); ok {
 			ks[k] = true
@@ -169,9 +179,9 @@ func readPlotCurve(path, field string) (*plotCurve, error) {
 	if len(pts) == 0 {
 		return nil, fmt.Errorf("%s: no usable point (want JSON objects with numeric \"qps\" and %q)", path, field)
 	}
-	if field == "recallk" && len(ks) == 1 {
+	if (field == "recallk" || field == "intersectionk") && len(ks) == 1 {
 		for k := range ks {
-			c.label = fmt.Sprintf("recall@%g", k)
+			c.label = strings.Replace(c.label, "@k", fmt.Sprintf("@%g", k), 1)
 		}
 	}
 	sort.Slice(pts, func(i, j int) bool {

@@ -99,3 +99,21 @@ func TestPlotUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestPlotCurveNames checks what names a curve: the "index" of search
+// --json lines, else the "factory" of demo --json lines, else the file.
+func TestPlotCurveNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ file, text, field, name, label string }{
+		{"demo.jsonl", plotDemoLines, "", "IVF1024,PQ16", "recall@10"},
+		{"search.jsonl", plotSearchLines, "", "search", "recall@10"},
+		{"indexed.jsonl", `{"index":"/data/idx4096/","nprobe":2,"k":10,"qps":18000,"recall1":0.35,"recallk":0.70,"intersectionk":0.52}
+{"index":"/data/idx4096/","nprobe":8,"k":10,"qps":6000,"recall1":0.50,"recallk":0.93,"intersectionk":0.81}
+`, "intersectionk", "/data/idx4096", "intersection recall@10"},
+	} {
+		cv, err := readPlotCurve(writePlotInput(t, dir, c.file, c.text), c.field)
+		if err != nil || cv.name != c.name || cv.label != c.label {
+			t.Errorf("%s: %+v, %v; want name %q, label %q", c.file, cv, err, c.name, c.label)
+		}
+	}
+}

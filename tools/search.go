@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -25,14 +27,25 @@ func init() {
 // searchResult is one line of --json output; the recalls are pointers so
 // that they are left out, not printed as 0, without ground truth.
 type searchResult struct {
-	NProbe  int      `json:"nprobe"`
-	K       int      `json:"k"`
-	QPS     float64  `json:"qps"`
+	// Index is the index directory as given: shelf plot names the curve
+	// after it.
+	Index  string  `json:"index"`
+	NProbe int     `json:"nprobe"`
+	K      int     `json:"k"`
+	QPS    float64 `json:"qps"`
+	// Recall1 and RecallK are FAISS's 1-recall@1 and 1-recall@k: the
+	// share of queries whose true nearest neighbour is among the first 1
+	// or k results.
 	Recall1 *float64 `json:"recall1,omitempty"`
 	RecallK *float64 `json:"recallk,omitempty"`
-	NQ      int      `json:"nq"`
-	Threads int      `json:"threads"`
-	GPU     bool     `json:"gpu,omitempty"`
+	// IntersectionK is the intersection recall k-recall@k (what
+	// ann-benchmarks and the FAISS tutorial call recall@k): |first k
+	// results ∩ true k nearest| / k, averaged over queries; left out when
+	// the ground truth has fewer than k columns.
+	IntersectionK *float64 `json:"intersectionk,omitempty"`
+	NQ            int      `json:"nq"`
+	Threads       int      `json:"threads"`
+	GPU           bool     `json:"gpu,omitempty"`
 	// With --batch: queries per call, and the latency of a call.
 	Batch int     `json:"batch,omitempty"`
 	P50MS float64 `json:"p50_ms,omitempty"`
@@ -51,10 +64,10 @@ func runSearch(env *Env) error {
 	queries := fs.String("queries", "", "query vectors (.fvecs, .bvecs or .npy)")
 	k := fs.Int("k", 10, "results per query")
 	nprobeList := fs.String("nprobe", "16", "lists probed per query; a comma list (1,4,16,64) sweeps")
-	gtFile := fs.String("gt", "", "ground truth (.ivecs or integer .npy, one row per query) for recall@1 and recall@k")
+	gtFile := fs.String("gt", "", "ground truth (.ivecs or integer .npy, one row per query, nearest first) for R@1 and R@k (true nearest neighbour in the first 1 or k results) and, with k columns or more, I@k (intersection recall of the first k)")
 	threads := fs.Int("threads", 0, "search goroutines (0: all CPUs)")
 	asJSON := fs.Bool("json", false, "print one JSON object per nprobe instead of a table")
-	outFile := fs.String("out", "", "write the result ids of the last nprobe to this .ivecs file")
+	outFile := fs.String("out", "", "write the result ids of the last nprobe to this .ivecs file, and their distances to the .fvecs file of the same name beside it (nq rows of k, best first; padding: id -1)")
 	memory := fs.String("memory", "", "keep the search within this much memory (1GiB, 512MiB, 300M, bytes): lists are read from disk with direct I/O into buffers of what the model and tables leave (an index larger than RAM); default: through the memory map")
 	ioDepth := fs.Int("io-depth", 0, "with --memory: reads in flight (0: 64)")
 	buffered := fs.Bool("buffered-reads", false, "with --memory: read through the page cache instead of direct I/O")
@@ -91,6 +104,14 @@ func runSearch(env *Env) error {
 	}
 	if *outFile != "" && !strings.HasSuffix(strings.ToLower(*outFile), ".ivecs") {
 		return fmt.Errorf("%w: --out %q must end in .ivecs", errUsage, *outFile)
+	}
+	if *outFile != "" {
+		// The distances go to FILE.fvecs: never over an input.
+		for _, in := range []string{*queries, *gtFile} {
+			if in != "" && searchSameFile(in, searchDistFile(*outFile)) {
+				return fmt.Errorf("%w: --out %s would write the distances over %s", errUsage, *outFile, in)
+			}
+		}
 	}
 	nprobes, err := searchParseNprobes(*nprobeList)
 	if err != nil {
@@ -136,7 +157,7 @@ func runSearch(env *Env) error {
 		calls = q.N
 	}
 	if memLimit > 0 {
-		if err := searchBudget(ix, memLimit, &q, calls, *k, slices.Max(nprobes)); err != nil {
+		if err := searchBudget(ix, memLimit, &q, calls, *k, slices.Max(nprobes), *outFile != ""); err != nil {
 			return err
 		}
 		ix.IODepth, ix.BufferedReads = *ioDepth, *buffered
@@ -157,8 +178,10 @@ func runSearch(env *Env) error {
 	if nthreads == 0 {
 		nthreads = runtime.GOMAXPROCS(0)
 	}
-	// Recall@k needs the first column only (1-recall@R), so a ground truth
-	// narrower than k is fine; recall@k is then still over the top k found.
+	// R@k needs the first column only (1-recall@R), so a ground truth
+	// narrower than k is fine; R@k is then still over the top k found.
+	// I@k (intersection recall) needs the true k nearest.
+	withI := gt != nil && kGT >= *k
 	out := env.Stdout
 	if !*asJSON {
 		where := fmt.Sprintf("%d threads", nthreads)
@@ -176,6 +199,9 @@ func runSearch(env *Env) error {
 		if gt != nil {
 			fmt.Fprintf(out, " %8s %8s", "R@1", fmt.Sprintf("R@%d", *k))
 		}
+		if withI {
+			fmt.Fprintf(out, " %8s", fmt.Sprintf("I@%d", *k))
+		}
 		if calls < q.N {
 			fmt.Fprintf(out, " %9s %9s", "p50 ms", "p99 ms")
 		}
@@ -185,6 +211,7 @@ func runSearch(env *Env) error {
 		fmt.Fprintln(out)
 	}
 	var ids []int64
+	var dists []float32
 	done := map[int]bool{}
 	for _, np := range nprobes {
 		// Probing more lists than there are is probing all of them: one
@@ -204,7 +231,7 @@ func runSearch(env *Env) error {
 			r0, b0 := ix.ReadStats()
 			var l []time.Duration
 			t := time.Now()
-			ids, l, err = searchCalls(ix, scanner, &q, calls, *k, np)
+			dists, ids, l, err = searchCalls(ix, scanner, &q, calls, *k, np, *outFile != "")
 			if err != nil {
 				return err
 			}
@@ -215,11 +242,15 @@ func runSearch(env *Env) error {
 				reads, readBytes, readTime = r1-r0, b1-b0, el
 			}
 		}
-		res := searchResult{NProbe: np, K: *k, QPS: math.Round(best), NQ: q.N, Threads: nthreads, GPU: scanner != nil}
+		res := searchResult{Index: *dir, NProbe: np, K: *k, QPS: math.Round(best), NQ: q.N, Threads: nthreads, GPU: scanner != nil}
 		if gt != nil {
 			r1 := groundtruth.Recall(ids, *k, gt, kGT, q.N, 1)
 			rk := groundtruth.Recall(ids, *k, gt, kGT, q.N, *k)
 			res.Recall1, res.RecallK = &r1, &rk
+		}
+		if withI {
+			ik := groundtruth.IntersectionRecall(ids, *k, gt, kGT, q.N, *k)
+			res.IntersectionK = &ik
 		}
 		if calls < q.N {
 			res.Batch = calls
@@ -243,6 +274,9 @@ func runSearch(env *Env) error {
 		if gt != nil {
 			fmt.Fprintf(out, " %8.3f %8.3f", *res.Recall1, *res.RecallK)
 		}
+		if withI {
+			fmt.Fprintf(out, " %8.3f", *res.IntersectionK)
+		}
 		if calls < q.N {
 			fmt.Fprintf(out, " %9.3f %9.3f", res.P50MS, res.P99MS)
 		}
@@ -252,7 +286,13 @@ func runSearch(env *Env) error {
 		fmt.Fprintln(out)
 	}
 	if !*asJSON && gt != nil {
-		fmt.Fprintf(out, "\n  R@R: share of queries whose true nearest neighbour is among the first R results\n")
+		fmt.Fprintf(out, "\n  R@R: share of queries whose true nearest neighbour is among the first R results (FAISS's 1-recall@R)\n")
+		if withI {
+			fmt.Fprintf(out, "  I@%d: intersection recall, |first %d results ∩ true %d nearest| / %d, averaged over queries (recall@%d of ann-benchmarks and the FAISS tutorial)\n",
+				*k, *k, *k, *k, *k)
+		} else {
+			fmt.Fprintf(out, "  I@%d (intersection recall) not shown: it needs the true %d nearest of each query, and %s has %d\n", *k, *k, *gtFile, kGT)
+		}
 	}
 	if sc, ok := scanner.(*ivf.ShardedScanner); ok && !*asJSON {
 		for i := range sc.Shards() {
@@ -275,8 +315,27 @@ func runSearch(env *Env) error {
 		if err := vecio.WriteIvecs(*outFile, q.N, *k, ids32); err != nil {
 			return err
 		}
+		if err := vecio.WriteFvecs(searchDistFile(*outFile), vecio.Matrix{N: q.N, D: *k, Data: dists}); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// searchSameFile reports whether a and b name one file: the same path,
+// or two paths to one existing file.
+func searchSameFile(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
+}
+
+// searchDistFile is where --out FILE.ivecs puts the distances: FILE.fvecs.
+func searchDistFile(ivecs string) string {
+	return ivecs[:len(ivecs)-len(".ivecs")] + ".fvecs"
 }
 
 // Bounds of the --gpu flags: more shards than a GPU has streams to give
@@ -302,10 +361,15 @@ func searchParseNprobes(s string) ([]int, error) {
 }
 
 // searchCalls searches q in calls of calls queries each and returns the
-// ids of all of them and the duration of each call.
-func searchCalls(ix *ivf.Index, scanner ivf.Scanner, q *vecio.Matrix, calls, k, nprobe int) ([]int64, []time.Duration, error) {
+// ids of all of them (and their distances if keepDist) and the duration of
+// each call.
+func searchCalls(ix *ivf.Index, scanner ivf.Scanner, q *vecio.Matrix, calls, k, nprobe int, keepDist bool) ([]float32, []int64, []time.Duration, error) {
 	if calls >= q.N {
 		calls = q.N
+	}
+	var dists []float32
+	if keepDist {
+		dists = make([]float32, 0, q.N*k)
 	}
 	ids := make([]int64, 0, q.N*k)
 	lat := make([]time.Duration, 0, (q.N+calls-1)/calls)
@@ -313,20 +377,24 @@ func searchCalls(ix *ivf.Index, scanner ivf.Scanner, q *vecio.Matrix, calls, k, 
 		hi := min(lo+calls, q.N)
 		part := q.Data[lo*q.D : hi*q.D]
 		t := time.Now()
+		var d []float32
 		var got []int64
 		var err error
 		if scanner != nil {
-			_, got, err = ix.SearchWith(part, hi-lo, k, nprobe, scanner)
+			d, got, err = ix.SearchWith(part, hi-lo, k, nprobe, scanner)
 		} else {
-			_, got, err = ix.Search(part, hi-lo, k, nprobe)
+			d, got, err = ix.Search(part, hi-lo, k, nprobe)
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		lat = append(lat, time.Since(t))
+		if keepDist {
+			dists = append(dists, d...)
+		}
 		ids = append(ids, got...)
 	}
-	return ids, lat, nil
+	return dists, ids, lat, nil
 }
 
 // percentileMS returns the p-quantile of d in milliseconds.
@@ -349,8 +417,13 @@ const searchRuntimeReserve = 32 << 20
 // queries, the model and tables of a search (ivf.Index.SearchMemory) and
 // the runtime, and asks the Go runtime to stay within memLimit; an index
 // that cannot be searched in memLimit is an error saying what it needs.
-func searchBudget(ix *ivf.Index, memLimit int64, q *vecio.Matrix, calls, k, nprobe int) error {
-	fixed := ix.SearchMemory(calls, k, nprobe) + int64(len(q.Data))*4 + int64(q.N)*int64(k)*8 + searchRuntimeReserve
+// The results of all queries are kept: ids, and distances with keepDist.
+func searchBudget(ix *ivf.Index, memLimit int64, q *vecio.Matrix, calls, k, nprobe int, keepDist bool) error {
+	perResult := int64(8)
+	if keepDist {
+		perResult += 4
+	}
+	fixed := ix.SearchMemory(calls, k, nprobe) + int64(len(q.Data))*4 + int64(q.N)*int64(k)*perResult + searchRuntimeReserve
 	const minBuffers = 4 << 20
 	if memLimit-fixed < minBuffers {
 		return fmt.Errorf("%w: --memory %s: this search needs %s besides the lists' buffers (model, tables, queries, results, runtime), and at least %s of buffers",
