@@ -59,6 +59,7 @@ type Index struct {
 	IODepth     int
 	slabs       *slabArena // the read buffers (guarded by mu)
 	slabsBudget int64
+	slabsDepth  int
 	reads       readStats
 
 	// PrecomputedTableMax is the most memory the precomputed tables may

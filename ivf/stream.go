@@ -2,6 +2,7 @@ package ivf
 
 import (
 	"cmp"
+	"container/list"
 	"errors"
 	"fmt"
 	"slices"
@@ -80,20 +81,31 @@ const (
 	minSlabs = 32
 )
 
-// slabArena is an index's read buffers: at most max slabs of size bytes,
-// made as searches need them and kept for the next searches, shared by
-// the searches running at once; its memory is the index's budget.
+// slabArena is an index's memory budget: read buffers, at most max slabs
+// of size bytes, made as searches need them and kept for the next
+// searches, and the cache of lists read whole (the rest of the budget),
+// both shared by the searches running at once.
 type slabArena struct {
 	size, max int
 	free      chan []byte
 	mu        sync.Mutex
 	made      int
+	cache     *listCache
 }
 
-func newSlabArena(budget int64, need int) *slabArena {
+// newSlabArena cuts budget into read buffers of at least need bytes,
+// enough for depth reads in flight and as many scanned meanwhile (but no
+// more than half of a budget that allows eight), and gives the rest to
+// the list cache.
+func newSlabArena(budget int64, need, depth int) *slabArena {
 	size := max(int(min(max(budget/minSlabs, minSlab), maxSlab)), need)
-	n := int(budget / int64(size))
-	return &slabArena{size: size, max: n, free: make(chan []byte, n)}
+	n := int(min(budget/int64(size), int64(3*depth+8)))
+	// Half the budget at least goes to the cache when the reads keep
+	// minSlabs/4 slabs or more.
+	if half := int(budget / 2 / int64(size)); n > half && half >= minSlabs/4 {
+		n = half
+	}
+	return &slabArena{size: size, max: n, free: make(chan []byte, n), cache: newListCache(budget - int64(n)*int64(size))}
 }
 
 // get returns a slab, waiting for one when all are in use.
@@ -115,15 +127,111 @@ func (a *slabArena) get() []byte {
 
 func (a *slabArena) put(b []byte) { a.free <- b }
 
-// arena returns the index's read buffers for its current budget, slabs
-// of at least need bytes.
-func (ix *Index) arena(need int) *slabArena {
+// arena returns the index's memory for its current budget, slabs of at
+// least need bytes for depth reads in flight.
+func (ix *Index) arena(need, depth int) *slabArena {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if ix.slabs == nil || ix.slabsBudget != ix.MemoryBudget || ix.slabs.size < need {
-		ix.slabs, ix.slabsBudget = newSlabArena(ix.MemoryBudget, need), ix.MemoryBudget
+	if ix.slabs == nil || ix.slabsBudget != ix.MemoryBudget || ix.slabs.size < need || ix.slabsDepth != depth {
+		ix.slabs, ix.slabsBudget, ix.slabsDepth = newSlabArena(ix.MemoryBudget, need, depth), ix.MemoryBudget, depth
 	}
 	return ix.slabs
+}
+
+// listCache keeps lists that searches read whole from disk (and checked),
+// at most max bytes of them, the least recently used out first. A list is
+// named by the content version of the snapshot it was read from and its
+// number, so a commit never serves stale entries: they age out.
+type listCache struct {
+	mu    sync.Mutex
+	max   int64
+	used  int64
+	lru   list.List // of *cachedList, most recent first
+	byKey map[cacheKey]*list.Element
+	hits  atomic.Int64
+}
+
+type cacheKey struct {
+	version uint64
+	list    int
+}
+
+type cachedList struct {
+	key   cacheKey
+	ids   []int64
+	codes []byte
+	refs  int // scans using it now: not evicted
+}
+
+func (c *cachedList) bytes() int64 { return int64(8*len(c.ids) + len(c.codes)) }
+
+func newListCache(max int64) *listCache {
+	return &listCache{max: max, byKey: map[cacheKey]*list.Element{}}
+}
+
+// get returns the cached list and holds it until release, or nil.
+func (c *listCache) get(k cacheKey) *cachedList {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byKey[k]
+	if !ok {
+		return nil
+	}
+	c.lru.MoveToFront(e)
+	cl := e.Value.(*cachedList)
+	cl.refs++
+	c.hits.Add(1)
+	return cl
+}
+
+func (c *listCache) release(cl *cachedList) {
+	c.mu.Lock()
+	cl.refs--
+	c.mu.Unlock()
+}
+
+// add keeps a copy of a list, evicting the least recently used lists no
+// scan holds; a list that does not fit is not kept.
+func (c *listCache) add(k cacheKey, ids []int64, codes []byte) {
+	need := int64(8*len(ids) + len(codes))
+	if need > c.max/4 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byKey[k]; ok {
+		return
+	}
+	for e := c.lru.Back(); e != nil && c.used+need > c.max; {
+		prev := e.Prev()
+		if cl := e.Value.(*cachedList); cl.refs == 0 {
+			c.lru.Remove(e)
+			delete(c.byKey, cl.key)
+			c.used -= cl.bytes()
+		}
+		e = prev
+	}
+	if c.used+need > c.max {
+		return
+	}
+	cl := &cachedList{key: k, ids: slices.Clone(ids), codes: slices.Clone(codes)}
+	c.byKey[k] = c.lru.PushFront(cl)
+	c.used += need
+}
+
+// CacheStats returns how many probed lists searches found in the list
+// cache of the memory budget (instead of reading them), and the bytes the
+// cache holds now.
+func (ix *Index) CacheStats() (hits, held int64) {
+	ix.mu.Lock()
+	a := ix.slabs
+	ix.mu.Unlock()
+	if a == nil {
+		return 0, 0
+	}
+	a.cache.mu.Lock()
+	defer a.cache.mu.Unlock()
+	return a.cache.hits.Load(), a.cache.used
 }
 
 // diskStream is a snapshot of an index directory whose lists a search
@@ -167,11 +275,11 @@ func (ix *Index) streamFromDisk(snap Snapshot) (Snapshot, error) {
 		_ = lr.Close()
 		return nil, fmt.Errorf("%w: memory budget of %d bytes: reading codes of %d bytes takes at least %d", ErrInput, ix.MemoryBudget, ds.CodeSize(), 2*need)
 	}
-	a := ix.arena(need)
 	depth := ix.IODepth
 	if depth <= 0 {
 		depth = defaultIODepth
 	}
+	a := ix.arena(need, depth)
 	return &diskStream{diskSnap: ds, lr: lr, arena: a, depth: min(depth, a.max), stats: &ix.reads}, nil
 }
 
@@ -219,14 +327,35 @@ func (d *diskStream) Stream(lists []int, threads int, fn func(w, i int, ids []in
 		sums   []store.ChunkSum
 		offset int64
 	}
+	type chunk struct {
+		i, c, first, n int
+		buf            []byte
+		ids            []int64
+		codes          []byte
+		cached         *cachedList
+	}
+	cache := d.arena.cache
 	st := make([]listState, len(lists))
 	order := make([]int, 0, len(lists))
+	var hits []*chunk
+	defer func() {
+		// Held lists the stream did not get to (it stopped early).
+		for _, ch := range hits {
+			if ch != nil {
+				cache.release(ch.cached)
+			}
+		}
+	}()
 	for i, l := range lists {
 		n, err := d.ListLen(l)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
+			continue
+		}
+		if cl := cache.get(cacheKey{d.version, l}); cl != nil {
+			hits = append(hits, &chunk{i: i, n: n, ids: cl.ids, codes: cl.codes, cached: cl})
 			continue
 		}
 		off, err := d.lr.Offset(l)
@@ -241,12 +370,6 @@ func (d *diskStream) Stream(lists []int, threads int, fn func(w, i int, ids []in
 	}
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(st[a].offset, st[b].offset) })
 
-	type chunk struct {
-		i, c, first, n int
-		buf            []byte
-		ids            []int64
-		codes          []byte
-	}
 	var (
 		stop     atomic.Bool
 		errMu    sync.Mutex
@@ -263,8 +386,20 @@ func (d *diskStream) Stream(lists []int, threads int, fn func(w, i int, ids []in
 	depth := max(1, min(d.depth, len(order)*2))
 	reads := make(chan *chunk, depth)
 	ready := make(chan *chunk, depth)
+	var readers sync.WaitGroup
+	readers.Add(1)
 	go func() {
+		defer readers.Done()
 		defer close(reads)
+		// Cached lists first: they are scanned while the reads are in
+		// flight.
+		for j, ch := range hits {
+			if stop.Load() {
+				return
+			}
+			hits[j] = nil // the scanner releases it
+			ready <- ch
+		}
 		for _, i := range order {
 			for c := range st[i].sums {
 				if stop.Load() {
@@ -275,7 +410,6 @@ func (d *diskStream) Stream(lists []int, threads int, fn func(w, i int, ids []in
 			}
 		}
 	}()
-	var readers sync.WaitGroup
 	for range depth {
 		readers.Add(1)
 		go func() {
@@ -314,13 +448,21 @@ func (d *diskStream) Stream(lists []int, threads int, fn func(w, i int, ids []in
 						fail(err)
 					}
 				}
-				d.arena.put(ch.buf)
+				if ch.cached != nil {
+					cache.release(ch.cached)
+					continue
+				}
 				s := &st[ch.i]
 				if s.left.Add(-1) == 0 && !stop.Load() {
 					if err := d.lr.Verify(s.l, s.sums); err != nil {
 						fail(err)
+					} else if len(s.sums) == 1 {
+						// A list read whole and sound is kept for
+						// the next searches, within the budget.
+						cache.add(cacheKey{d.version, s.l}, ch.ids, ch.codes)
 					}
 				}
+				d.arena.put(ch.buf)
 			}
 		}()
 	}

@@ -57,10 +57,14 @@ func setReadMode(t *testing.T, ix *Index, i int) {
 		need := lr.BufferSize(16)
 		lr.Close()
 		v.Release()
-		ix.slabs = &slabArena{size: need, max: 3, free: make(chan []byte, 3)}
+		ix.slabs = &slabArena{size: need, max: 3, free: make(chan []byte, 3), cache: newListCache(0)}
 		ix.slabsBudget = m.budget
 		if i == len(readModes)-1 {
 			ix.IODepth = 1
+		}
+		ix.slabsDepth = ix.IODepth
+		if ix.slabsDepth == 0 {
+			ix.slabsDepth = defaultIODepth
 		}
 	}
 	ix.mu.Unlock()
@@ -216,5 +220,46 @@ func TestSearchFromDiskDamage(t *testing.T) {
 	ix.MemoryBudget = 1000
 	if _, _, err := ix.Search(q, 50, 10, 16); !errors.Is(err, ErrInput) {
 		t.Fatalf("budget of 1000 bytes: %v", err)
+	}
+}
+
+// TestListCache: lists read whole are kept within the budget and found
+// by the next searches (no read), with the same results; a commit gives
+// the lists a new version, so a search after it never sees a list from
+// before it.
+func TestListCache(t *testing.T) {
+	ix := diskScanIndex(t, scanCases()[0])
+	q := blobs(100, scanD, 24, 80)
+	setReadMode(t, ix, 1)
+	for round := 0; round < 3; round++ {
+		ix.MemoryBudget = 0
+		want, wantIDs, err := ix.Search(q, 100, 10, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix.MemoryBudget = 8 << 20
+		for rep := 0; rep < 2; rep++ {
+			h0, _ := ix.CacheStats()
+			r0, _ := ix.ReadStats()
+			d, ids, err := ix.Search(q, 100, 10, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h1, held := ix.CacheStats()
+			r1, _ := ix.ReadStats()
+			if !sameBits(d, want) || !equalIDs(ids, wantIDs) {
+				t.Fatalf("round %d, search %d: results differ from the map's", round, rep)
+			}
+			switch {
+			case rep == 0 && (h1 != h0 || r1 == r0):
+				t.Fatalf("round %d: first search after a commit: %d cache hits, %d reads", round, h1-h0, r1-r0)
+			case rep == 1 && (h1 == h0 || r1 != r0 || held == 0):
+				t.Fatalf("round %d: second search: %d cache hits, %d reads, %d bytes held", round, h1-h0, r1-r0, held)
+			}
+		}
+		// A commit: every list gets more entries.
+		if _, err := ix.Add(blobs(500, scanD, 24, uint64(90+round)), 500); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -55,6 +55,8 @@ type searchResult struct {
 	ReadMB        float64 `json:"read_mb,omitempty"`
 	ReadMBPerSec  float64 `json:"read_mb_per_s,omitempty"`
 	ReadsPerQuery float64 `json:"reads_per_query,omitempty"`
+	// CacheHitsPerQuery: probed lists found in the budget's list cache.
+	CacheHitsPerQuery float64 `json:"cache_hits_per_query,omitempty"`
 }
 
 func runSearch(env *Env) error {
@@ -225,10 +227,11 @@ func runSearch(env *Env) error {
 		// with --memory, every run reads everything from disk).
 		best := 0.0
 		var lat []time.Duration
-		var readBytes, reads int64
+		var readBytes, reads, hits int64
 		var readTime time.Duration
 		for rep := 0; rep < *repeat; rep++ {
 			r0, b0 := ix.ReadStats()
+			h0, _ := ix.CacheStats()
 			var l []time.Duration
 			t := time.Now()
 			dists, ids, l, err = searchCalls(ix, scanner, &q, calls, *k, np, *outFile != "")
@@ -239,7 +242,8 @@ func runSearch(env *Env) error {
 			if qps := float64(q.N) / max(el.Seconds(), 1e-9); qps > best {
 				best, lat = qps, l
 				r1, b1 := ix.ReadStats()
-				reads, readBytes, readTime = r1-r0, b1-b0, el
+				h1, _ := ix.CacheStats()
+				reads, readBytes, readTime, hits = r1-r0, b1-b0, el, h1-h0
 			}
 		}
 		res := searchResult{Index: *dir, NProbe: np, K: *k, QPS: math.Round(best), NQ: q.N, Threads: nthreads, GPU: scanner != nil}
@@ -261,6 +265,7 @@ func runSearch(env *Env) error {
 			res.ReadMB = math.Round(float64(readBytes)/1e4) / 100
 			res.ReadMBPerSec = math.Round(float64(readBytes) / 1e6 / max(readTime.Seconds(), 1e-9))
 			res.ReadsPerQuery = math.Round(100*float64(reads)/float64(q.N)) / 100
+			res.CacheHitsPerQuery = math.Round(100*float64(hits)/float64(q.N)) / 100
 		}
 		if *asJSON {
 			b, err := json.Marshal(res)
