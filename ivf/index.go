@@ -44,8 +44,9 @@ type Index struct {
 	Progress func(stage string, done, total int64)
 	// MemoryBudget, when > 0, makes searches of an index directory read
 	// the probed lists from disk with positioned reads (diskStream) into
-	// at most MemoryBudget bytes of buffers, shared by the searches
-	// running at once, instead of through the memory map: the read path
+	// at most MemoryBudget bytes of read buffers and cached lists, shared
+	// by the searches running at once, instead of through the memory
+	// map: the read path
 	// of an index larger than the memory a search may use (README,
 	// "Indexes larger than RAM"). Each list read is checked against its
 	// CRCs. 0: lists are read through the memory map, the fastest when
