@@ -25,7 +25,7 @@
 //     once, and the index itself is closed when the last call still
 //     running on it returns, so no call ever runs on a closed index.
 //   - Long calls are cut at the points where stopping leaves whole
-//     commits (add: every batch Add commits; search: every 4,096 queries;
+//     commits (add: every batch Add commits; search: every 1,024 queries;
 //     merge_blocks: every commit), and the token is checked there.
 //     Training cannot be stopped inside: a training whose token was
 //     cancelled runs to its end and is then thrown away.

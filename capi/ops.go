@@ -30,10 +30,10 @@ const (
 const maxElems = 1 << 40
 
 // searchChunk is the queries one Search call takes before the token is
-// checked again: a multiple of ivf's block of queries (1,024), so every
-// query is searched in the same block as by one call over all of them
-// and the results are the same.
-const searchChunk = 4096
+// checked again: ivf's block of queries (1,024), so every query is
+// searched in the same block as by one call over all of them and the
+// results are the same.
+const searchChunk = 1024
 
 // status maps an error to the status code of the exported functions.
 func status(err error) int {
@@ -48,9 +48,13 @@ func status(err error) int {
 
 // interrupted is the error of a call stopped through its token, saying
 // what it left behind.
-func interrupted(what string) error {
-	return fmt.Errorf("interrupted: %s: %w", what, context.Canceled)
-}
+func interrupted(what string) error { return interruptedError(what) }
+
+// interruptedError is context.Canceled with a message for people.
+type interruptedError string
+
+func (e interruptedError) Error() string { return "interrupted: " + string(e) }
+func (interruptedError) Unwrap() error   { return context.Canceled }
 
 // checkMatrix checks n rows of dimension d passed for an index of
 // dimension want, before a slice is made over them: the error names both
