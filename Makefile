@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test unit race fuzz vet demo stress crash-campaign bench cuda
+.PHONY: test unit race fuzz vet demo stress crash-campaign bench cuda python python-test
 
 test:
 	FUZZTIME=$(FUZZTIME) bash .ci/run
@@ -25,6 +25,14 @@ fuzz:
 
 demo:
 	$(GO) run ./tools/shelf demo
+
+# The Python package's library, python/shelf/_libshelf.so (capi/), and its
+# tests (Debian's /usr/bin/python3 with python3-numpy and python3-faiss).
+python:
+	bash python/build.sh
+
+python-test: python
+	cd python && /usr/bin/python3 -m unittest
 
 # Long crash and model runs (not part of CI).
 stress:

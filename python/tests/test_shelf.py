@@ -11,6 +11,7 @@ taken from $SHELF_BIN. FAISS is Debian's python3-faiss; without it the
 FAISS comparisons fail, unless SHELF_SKIP_FAISS=1.
 """
 
+import atexit
 import json
 import multiprocessing
 import os
@@ -90,6 +91,7 @@ def shelf_bin():
         path = os.environ.get("SHELF_BIN")
         if not path:
             out = tempfile.mkdtemp(prefix="shelf-bin-")
+            atexit.register(shutil.rmtree, out, True)
             path = os.path.join(out, "shelf")
             subprocess.run(["go", "build", "-o", path, "./tools/shelf"], cwd=REPO, check=True)
         _SHELF_BIN.append(path)
