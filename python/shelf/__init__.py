@@ -56,6 +56,7 @@ import ctypes
 import json
 import operator
 import os
+import queue
 import threading
 
 import numpy as np
@@ -161,6 +162,37 @@ def _raise(r):
     raise Error(r.message)
 
 
+class _Worker(threading.Thread):
+    """A helper thread that runs the main thread's long calls, one at a
+    time; kept for the next call once idle (a call from a thread new to
+    the Go runtime costs it a thread's set-up, a few hundred us)."""
+
+    def __init__(self):
+        super().__init__(name="shelf-call", daemon=True)
+        self.jobs = queue.SimpleQueue()
+        self.start()
+
+    def run(self):
+        while True:
+            self.jobs.get()()
+            with _idle_lock:
+                _idle.append(self)
+
+
+_idle = []  # workers waiting for a job
+_idle_lock = threading.Lock()
+
+
+def _submit(job):
+    """Runs job on an idle worker, or a new one when all are busy (with
+    calls left to end in the background)."""
+    with _idle_lock:
+        w = _idle.pop() if _idle else None
+    if w is None:
+        w = _Worker()
+    w.jobs.put(job)
+
+
 def _run(body, stoppable, cleanup=None, note=None):
     """Runs body(token) -> _Result, a long call into the library, so that
     Ctrl-C is honoured (see the module's documentation): stoppable calls
@@ -193,8 +225,7 @@ def _run(body, stoppable, cleanup=None, note=None):
             if cleanup is not None and r.status == _OK:
                 cleanup(r.value)
 
-    t = threading.Thread(target=work, name="shelf-call", daemon=True)
-    t.start()
+    _submit(work)
     try:
         while not finished.wait(0.25):
             pass
