@@ -14,9 +14,10 @@ vet:
 unit:
 	$(GO) test ./...
 
-# The storage core, its allocator, search and the scanners under the race detector.
+# The storage core, its allocator, search, the scanners and the C interface
+# (its handles and tokens) under the race detector.
 race:
-	$(GO) test -race -short ./store/ ./slots/ ./internal/... ./ivf/ ./gpu/
+	$(GO) test -race -short ./store/ ./slots/ ./internal/... ./ivf/ ./gpu/ ./capi/
 
 # Brief runs of every fuzz target (every func Fuzz... of the repository)
 # on top of its seed corpus, $(FUZZTIME) each, minimization bounded.

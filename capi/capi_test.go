@@ -27,7 +27,7 @@ func trainedHandle(t *testing.T, dir string, n, d int) (int64, []float32) {
 	}
 	t.Cleanup(func() { closeHandle(h) })
 	x := synth.Clustered(n, d, 20, 3).Data
-	hd, ix, release, err := acquire(h)
+	hd, ix, release, err := acquire(h, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func trainedHandle(t *testing.T, dir string, n, d int) (int64, []float32) {
 
 func index(t *testing.T, h int64) *ivf.Index {
 	t.Helper()
-	_, ix, release, err := acquire(h)
+	_, ix, release, err := acquire(h, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 
-	hd, ix, release, err := acquire(h)
+	hd, ix, release, err := acquire(h, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestInterrupted(t *testing.T) {
 		t.Fatalf("an interrupted training made %s: %v", dir, err)
 	}
 
-	hd, ix, release, err = acquire(h)
+	hd, ix, release, err = acquire(h, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,14 +146,14 @@ func TestInterrupted(t *testing.T) {
 // for new calls at once, and its index is closed when the call returns.
 func TestCloseWhileRunning(t *testing.T) {
 	h, _ := trainedHandle(t, filepath.Join(t.TempDir(), "idx"), 1000, 8)
-	_, ix, release, err := acquire(h)
+	_, ix, release, err := acquire(h, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := closeHandle(h); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := acquire(h); !errors.Is(err, errClosed) {
+	if _, _, _, err := acquire(h, false); !errors.Is(err, errClosed) {
 		t.Fatalf("call on a closed handle: %v", err)
 	}
 	if err := closeHandle(h); !errors.Is(err, errClosed) {
@@ -164,8 +164,39 @@ func TestCloseWhileRunning(t *testing.T) {
 		t.Fatalf("index closed under a running call: %v", err)
 	}
 	release()
-	if _, err := ivf.Open(ix.Dir(), nil); err != nil {
+	again, err := ivf.Open(ix.Dir(), nil)
+	if err != nil {
 		t.Fatalf("the index was not closed when the last call returned (open for writing: %v)", err)
+	}
+	again.Close()
+}
+
+// TestCallsDuringTraining: while train holds an index (also a training
+// interrupted and left to end in the background), other calls fail at
+// once instead of racing with it, and its parameters can still be read.
+func TestCallsDuringTraining(t *testing.T) {
+	h, err := create("", "IVF16,PQ4", 8, "cosine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeHandle(h)
+	_, _, release, err := acquire(h, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := acquire(h, false); !errors.Is(err, errTraining) {
+		t.Fatalf("call during a training: %v, want errTraining", err)
+	}
+	p, _, err := params(h)
+	if err != nil || p.D != 8 || p.Metric != ivf.Cosine {
+		t.Fatalf("params during a training: %+v, %v", p, err)
+	}
+	if err := closeHandle(h); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if _, _, _, err := acquire(h, false); !errors.Is(err, errClosed) {
+		t.Fatalf("call after close: %v", err)
 	}
 }
 

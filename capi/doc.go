@@ -29,6 +29,9 @@
 //     merge_blocks: every commit), and the token is checked there.
 //     Training cannot be stopped inside: a training whose token was
 //     cancelled runs to its end and is then thrown away.
+//   - A training holds its index alone (ivf allows no other call on an
+//     index while its model changes): other calls on it fail at once,
+//     except those that read only its parameters.
 //
 // # Imports
 //

@@ -46,7 +46,7 @@ func fail(errp **C.char, err error) C.int {
 
 // withIndex runs f on the index of handle h, held open for the call.
 func withIndex(h C.int64_t, f func(hd *handle, ix *ivf.Index) error) error {
-	hd, ix, release, err := acquire(int64(h))
+	hd, ix, release, err := acquire(int64(h), false)
 	if err != nil {
 		return err
 	}
@@ -178,13 +178,23 @@ func shelf_close(h C.int64_t, errp **C.char) C.int {
 //export shelf_info
 func shelf_info(h C.int64_t, out **C.char, errp **C.char) C.int {
 	return run(errp, func() error {
-		return withIndex(h, func(hd *handle, ix *ivf.Index) error {
-			b, err := json.Marshal(infoOf(hd, ix))
-			if err != nil {
-				return err
-			}
-			return setString(out, b)
+		var info indexInfo
+		err := withIndex(h, func(hd *handle, ix *ivf.Index) error {
+			info = infoOf(hd, ix)
+			return nil
 		})
+		if errors.Is(err, errTraining) {
+			p, pending, perr := params(int64(h))
+			info, err = paramsInfo(p, pending), perr
+		}
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(info)
+		if err != nil {
+			return err
+		}
+		return setString(out, b)
 	})
 }
 
@@ -193,13 +203,17 @@ func shelf_info(h C.int64_t, out **C.char, errp **C.char) C.int {
 //export shelf_ntotal
 func shelf_ntotal(h C.int64_t, n *C.int64_t, errp **C.char) C.int {
 	return run(errp, func() error {
-		return withIndex(h, func(_ *handle, ix *ivf.Index) error {
-			if n == nil {
-				return errNilPointer
-			}
+		if n == nil {
+			return errNilPointer
+		}
+		err := withIndex(h, func(_ *handle, ix *ivf.Index) error {
 			*n = C.int64_t(ix.NTotal())
 			return nil
 		})
+		if errors.Is(err, errTraining) {
+			*n, err = 0, nil // an index being trained holds nothing
+		}
+		return err
 	})
 }
 
@@ -224,16 +238,19 @@ func shelf_stats(h C.int64_t, out **C.char, errp **C.char) C.int {
 //export shelf_train
 func shelf_train(h C.int64_t, x *C.float, n, d, seed C.int64_t, tok C.int64_t, errp **C.char) C.int {
 	return run(errp, func() error {
-		return withIndex(h, func(hd *handle, ix *ivf.Index) error {
-			if err := checkMatrix("training vectors", int64(n), int64(d), ix.Params().D); err != nil {
-				return err
-			}
-			xs, err := floats(x, int64(n*d))
-			if err != nil {
-				return err
-			}
-			return train(tokenContext(int64(tok)), hd, ix, xs, int(n), int64(seed))
-		})
+		hd, ix, release, err := acquire(int64(h), true)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if err := checkMatrix("training vectors", int64(n), int64(d), ix.Params().D); err != nil {
+			return err
+		}
+		xs, err := floats(x, int64(n*d))
+		if err != nil {
+			return err
+		}
+		return train(tokenContext(int64(tok)), hd, ix, xs, int(n), int64(seed))
 	})
 }
 

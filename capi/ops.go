@@ -146,18 +146,25 @@ type indexInfo struct {
 }
 
 func infoOf(hd *handle, ix *ivf.Index) indexInfo {
-	p := ix.Params()
 	hd.mu.Lock()
 	pending := hd.dir
 	hd.mu.Unlock()
+	info := paramsInfo(ix.Params(), pending)
+	info.Trained, info.ReadOnly, info.Dir = ix.IsTrained(), ix.ReadOnly(), ix.Dir()
+	info.NTotal, info.NextID = ix.NTotal(), ix.NextID()
+	return info
+}
+
+// paramsInfo is the info of an index with parameters p that holds
+// nothing yet: an index being trained.
+func paramsInfo(p ivf.Params, pending string) indexInfo {
 	m := p.M
 	if p.Flat {
 		m = 0
 	}
 	return indexInfo{
 		D: p.D, NList: p.NList, M: m, Flat: p.Flat, Metric: p.Metric.String(), Factory: p.Factory(),
-		CodeSize: p.CodeSize(), Trained: ix.IsTrained(), ReadOnly: ix.ReadOnly(), Dir: ix.Dir(),
-		NTotal: ix.NTotal(), NextID: ix.NextID(), Untrained: pending,
+		CodeSize: p.CodeSize(), Untrained: pending,
 	}
 }
 
@@ -207,26 +214,17 @@ func stats(hd *handle, ix *ivf.Index) ([]byte, error) {
 
 // train trains the index of hd on n vectors and, for an index made by
 // create with a directory, makes that directory an index holding no
-// vectors (ToDisk). A training cannot be stopped inside: when ctx is
-// cancelled meanwhile, or when writing the directory fails, the trained
-// model is thrown away and the index is untrained again, as it was.
+// vectors (ToDisk). The caller holds hd.model for writing. A training
+// cannot be stopped inside: when ctx is cancelled meanwhile, or when
+// writing the directory fails, the trained model is thrown away and the
+// index is untrained again, as it was.
 func train(ctx context.Context, hd *handle, ix *ivf.Index, x []float32, n int, seed int64) error {
-	hd.mu.Lock()
-	if hd.training {
-		hd.mu.Unlock()
-		return fmt.Errorf("%w: this index is being trained", ivf.ErrParams)
-	}
-	hd.training = true
-	dir := hd.dir
-	hd.mu.Unlock()
-	defer func() {
-		hd.mu.Lock()
-		hd.training = false
-		hd.mu.Unlock()
-	}()
 	if ix.IsTrained() {
 		return fmt.Errorf("%w: index already trained", ivf.ErrParams)
 	}
+	hd.mu.Lock()
+	dir := hd.dir
+	hd.mu.Unlock()
 	reset := func(err error) error {
 		fresh, nerr := ivf.New(ix.Params())
 		if nerr != nil {

@@ -34,7 +34,8 @@ main thread waits, so a KeyboardInterrupt arrives at once. Then:
   - train cannot be stopped inside (k-means and PQ training run to their
     end): the KeyboardInterrupt is raised at once, the training goes on
     in the background and is then thrown away; the index stays untrained
-    and its directory is not made.
+    and its directory is not made. Until the training ends, calls on the
+    index raise shelf.Error (d, metric, ntotal and is_trained answer).
   - merge_from, compact, remove_ids, encode_block, export_faiss and
     import_faiss are single commits or atomic file writes: the
     KeyboardInterrupt is raised at once and the call runs to its end in

@@ -556,6 +556,11 @@ INTERRUPT_CHILD = textwrap.dedent("""
     print(json.dumps({"call": "train", "late": late, "msg": msg}), flush=True)
     assert not slow.is_trained and not os.path.exists(sys.argv[2])
     assert "thrown away" in msg, msg
+    try:
+        slow.search(big[:1], 1)  # the training runs on: the index is not to be touched
+        sys.exit("a search ran during a training")
+    except shelf.Error as e:
+        assert "being trained" in str(e), e
     slow.close()  # the index closes when the abandoned training ends
     print(json.dumps({"call": "ok"}), flush=True)
 """)
