@@ -333,8 +333,7 @@ class TestSameAsFAISS(Tmp):
                         fD, fI = f.search(q, kk)
                         if metric == "cosine":
                             fD = 1 - fD / 2  # squared L2 of unit vectors -> cosine similarity
-                        self.assertSameResults(sD, sI, fD, fI, K, f"{what} nprobe {nprobe}",
-                                               rtol=1e-4 if metric != "cosine" else 2e-4)
+                        self.assertSameResults(sD, sI, fD, fI, K, f"{what} nprobe {nprobe}")
                     del f
 
     def test_faiss_index_imported(self):
