@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test unit race fuzz vet demo stress crash-campaign bench cuda
+.PHONY: test unit race fuzz vet demo stress crash-campaign bench cuda python python-test
 
 test:
 	FUZZTIME=$(FUZZTIME) bash .ci/run
@@ -14,9 +14,10 @@ vet:
 unit:
 	$(GO) test ./...
 
-# The storage core, its allocator, search and the scanners under the race detector.
+# The storage core, its allocator, search, the scanners and the C interface
+# (its handles and tokens) under the race detector.
 race:
-	$(GO) test -race -short ./store/ ./slots/ ./internal/... ./ivf/ ./gpu/
+	$(GO) test -race -short ./store/ ./slots/ ./internal/... ./ivf/ ./gpu/ ./capi/
 
 # Brief runs of every fuzz target (every func Fuzz... of the repository)
 # on top of its seed corpus, $(FUZZTIME) each, minimization bounded.
@@ -25,6 +26,14 @@ fuzz:
 
 demo:
 	$(GO) run ./tools/shelf demo
+
+# The Python package's library, python/shelf/_libshelf.so (capi/), and its
+# tests (Debian's /usr/bin/python3 with python3-numpy and python3-faiss).
+python:
+	bash python/build.sh
+
+python-test: python
+	cd python && /usr/bin/python3 -m unittest
 
 # Long crash and model runs (not part of CI).
 stress:

@@ -24,6 +24,7 @@ var allowed = map[string][]string{
 	"gpu":                  {"ivf", "slots", "internal/"},
 	"tools":                {"ivf", "faissio", "gpu", "pq", "internal/"},
 	"tools/shelf":          {"tools"},
+	"capi":                 {"ivf", "faissio", "internal/"},
 	"internal/vecmath":     {},
 	"internal/vecio":       {"internal/atomicfile"},
 	"internal/atomicfile":  {},
