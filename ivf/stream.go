@@ -81,34 +81,40 @@ const (
 	minSlabs = 32
 )
 
-// slabArena is an index's memory budget: read buffers, at most max slabs
-// of size bytes, made as searches need them and kept for the next
-// searches, and the cache of lists read whole (the rest of the budget),
-// both shared by the searches running at once.
+// slabArena is an index's memory budget: max slabs of size bytes, made
+// as searches need them and kept for the next searches, shared by the
+// searches running at once. A slab holds a read in flight or being
+// scanned, or a list read whole that the cache keeps (no copy: the list
+// stays in the slab it was read into), or is free. The cache holds at
+// most max - reads slabs, so that reads always have theirs; a read that
+// finds no free slab takes the one of the least recently used cached
+// list no scan holds. Once every slab is made, searches allocate nothing.
 type slabArena struct {
 	size, max int
 	free      chan []byte
 	mu        sync.Mutex
 	made      int
-	cache     *listCache
+	cache     listCache
 }
 
-// newSlabArena cuts budget into read buffers of at least need bytes,
-// enough for depth reads in flight and as many scanned meanwhile (but no
-// more than half of a budget that allows eight), and gives the rest to
-// the list cache.
+// newSlabArena cuts budget into slabs of at least need bytes; enough of
+// them for depth reads in flight and as many scanned meanwhile (at most
+// half the budget when it allows eight) are kept from the cache.
 func newSlabArena(budget int64, need, depth int) *slabArena {
 	size := max(int(min(max(budget/minSlabs, minSlab), maxSlab)), need)
-	n := int(min(budget/int64(size), int64(3*depth+8)))
-	// Half the budget at least goes to the cache when the reads keep
-	// minSlabs/4 slabs or more.
-	if half := int(budget / 2 / int64(size)); n > half && half >= minSlabs/4 {
-		n = half
+	n := int(budget / int64(size))
+	reads := min(n, 3*depth+8)
+	if half := n / 2; reads > half && half >= minSlabs/8 {
+		reads = half
 	}
-	return &slabArena{size: size, max: n, free: make(chan []byte, n), cache: newListCache(budget - int64(n)*int64(size))}
+	a := &slabArena{size: size, max: n, free: make(chan []byte, n)}
+	a.cache = listCache{max: n - reads, byKey: map[cacheKey]*list.Element{}}
+	return a
 }
 
-// get returns a slab, waiting for one when all are in use.
+// get returns a slab: a free one, a new one while fewer than max are
+// made, the slab of the least recently used cached list no scan holds,
+// or, failing all, the next one released.
 func (a *slabArena) get() []byte {
 	select {
 	case b := <-a.free:
@@ -122,10 +128,25 @@ func (a *slabArena) get() []byte {
 		return make([]byte, a.size)
 	}
 	a.mu.Unlock()
+	if b := a.cache.evict(); b != nil {
+		return b
+	}
 	return <-a.free
 }
 
 func (a *slabArena) put(b []byte) { a.free <- b }
+
+// keep gives the cache slab b, which holds list k (ids, codes) read whole
+// and checked; a slab the cache does not take goes back to the free ones.
+func (a *slabArena) keep(k cacheKey, b []byte, ids []int64, codes []byte) {
+	taken, out := a.cache.add(k, b, ids, codes)
+	if out != nil {
+		a.put(out)
+	}
+	if !taken {
+		a.put(b)
+	}
+}
 
 // arena returns the index's memory for its current budget, slabs of at
 // least need bytes for depth reads in flight.
@@ -138,16 +159,17 @@ func (ix *Index) arena(need, depth int) *slabArena {
 	return ix.slabs
 }
 
-// listCache keeps lists that searches read whole from disk (and checked),
-// at most max bytes of them, the least recently used out first. A list is
-// named by the content version of the snapshot it was read from and its
-// number, so a commit never serves stale entries: they age out.
+// listCache is the lists that searches read whole from disk (and
+// checked), each in its slab, at most max slabs, the least recently used
+// out first. A list is named by the content version of the snapshot it
+// was read from and its number, so a commit never serves stale entries:
+// they age out.
 type listCache struct {
 	mu    sync.Mutex
-	max   int64
-	used  int64
+	max   int
 	lru   list.List // of *cachedList, most recent first
 	byKey map[cacheKey]*list.Element
+	bytes int64
 	hits  atomic.Int64
 }
 
@@ -158,16 +180,13 @@ type cacheKey struct {
 
 type cachedList struct {
 	key   cacheKey
-	ids   []int64
-	codes []byte
-	refs  int // scans using it now: not evicted
+	slab  []byte
+	ids   []int64 // in slab
+	codes []byte  // in slab
+	refs  int     // scans using it now: not evicted
 }
 
-func (c *cachedList) bytes() int64 { return int64(8*len(c.ids) + len(c.codes)) }
-
-func newListCache(max int64) *listCache {
-	return &listCache{max: max, byKey: map[cacheKey]*list.Element{}}
-}
+func (c *cachedList) size() int64 { return int64(8*len(c.ids) + len(c.codes)) }
 
 // get returns the cached list and holds it until release, or nil.
 func (c *listCache) get(k cacheKey) *cachedList {
@@ -190,33 +209,47 @@ func (c *listCache) release(cl *cachedList) {
 	c.mu.Unlock()
 }
 
-// add keeps a copy of a list, evicting the least recently used lists no
-// scan holds; a list that does not fit is not kept.
-func (c *listCache) add(k cacheKey, ids []int64, codes []byte) {
-	need := int64(8*len(ids) + len(codes))
-	if need > c.max/4 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.byKey[k]; ok {
-		return
-	}
-	for e := c.lru.Back(); e != nil && c.used+need > c.max; {
-		prev := e.Prev()
+// evictLocked removes the least recently used list no scan holds and
+// returns its slab, or nil.
+func (c *listCache) evictLocked() []byte {
+	for e := c.lru.Back(); e != nil; e = e.Prev() {
 		if cl := e.Value.(*cachedList); cl.refs == 0 {
 			c.lru.Remove(e)
 			delete(c.byKey, cl.key)
-			c.used -= cl.bytes()
+			c.bytes -= cl.size()
+			return cl.slab
 		}
-		e = prev
 	}
-	if c.used+need > c.max {
-		return
+	return nil
+}
+
+func (c *listCache) evict() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.evictLocked()
+}
+
+// add keeps list k in slab; when the cache is full it lets go of its
+// least recently used list no scan holds (out, a slab to free). taken
+// reports whether the cache kept slab.
+func (c *listCache) add(k cacheKey, slab []byte, ids []int64, codes []byte) (taken bool, out []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.max == 0 {
+		return false, nil
 	}
-	cl := &cachedList{key: k, ids: slices.Clone(ids), codes: slices.Clone(codes)}
+	if _, ok := c.byKey[k]; ok {
+		return false, nil
+	}
+	if c.lru.Len() >= c.max {
+		if out = c.evictLocked(); out == nil {
+			return false, nil
+		}
+	}
+	cl := &cachedList{key: k, slab: slab, ids: ids, codes: codes}
 	c.byKey[k] = c.lru.PushFront(cl)
-	c.used += need
+	c.bytes += cl.size()
+	return true, out
 }
 
 // CacheStats returns how many probed lists searches found in the list
@@ -231,7 +264,7 @@ func (ix *Index) CacheStats() (hits, held int64) {
 	}
 	a.cache.mu.Lock()
 	defer a.cache.mu.Unlock()
-	return a.cache.hits.Load(), a.cache.used
+	return a.cache.hits.Load(), a.cache.bytes
 }
 
 // diskStream is a snapshot of an index directory whose lists a search
@@ -334,7 +367,7 @@ func (d *diskStream) Stream(lists []int, threads int, fn func(w, i int, ids []in
 		codes          []byte
 		cached         *cachedList
 	}
-	cache := d.arena.cache
+	cache := &d.arena.cache
 	st := make([]listState, len(lists))
 	order := make([]int, 0, len(lists))
 	var hits []*chunk
@@ -457,9 +490,10 @@ func (d *diskStream) Stream(lists []int, threads int, fn func(w, i int, ids []in
 					if err := d.lr.Verify(s.l, s.sums); err != nil {
 						fail(err)
 					} else if len(s.sums) == 1 {
-						// A list read whole and sound is kept for
-						// the next searches, within the budget.
-						cache.add(cacheKey{d.version, s.l}, ch.ids, ch.codes)
+						// A list read whole and sound stays in its
+						// slab for the next searches.
+						d.arena.keep(cacheKey{d.version, s.l}, ch.buf, ch.ids, ch.codes)
+						continue
 					}
 				}
 				d.arena.put(ch.buf)

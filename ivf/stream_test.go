@@ -1,6 +1,7 @@
 package ivf
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"os"
@@ -57,7 +58,7 @@ func setReadMode(t *testing.T, ix *Index, i int) {
 		need := lr.BufferSize(16)
 		lr.Close()
 		v.Release()
-		ix.slabs = &slabArena{size: need, max: 3, free: make(chan []byte, 3), cache: newListCache(0)}
+		ix.slabs = &slabArena{size: need, max: 3, free: make(chan []byte, 3), cache: listCache{byKey: map[cacheKey]*list.Element{}}}
 		ix.slabsBudget = m.budget
 		if i == len(readModes)-1 {
 			ix.IODepth = 1
@@ -142,7 +143,26 @@ func TestSearchFromDiskConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setReadMode(t, ix, 3)
+	for _, arena := range []string{"tiny slabs", "few slabs, half of them cache"} {
+		setReadMode(t, ix, 3)
+		if arena != "tiny slabs" {
+			// Whole lists in six slabs, three of which the cache may
+			// keep: reads take slabs back from the cache while other
+			// searches scan cached lists.
+			ix.mu.Lock()
+			size := ix.slabs.size * 40
+			ix.slabs = &slabArena{size: size, max: 6, free: make(chan []byte, 6), cache: listCache{max: 3, byKey: map[cacheKey]*list.Element{}}}
+			ix.IODepth, ix.slabsDepth = 2, 2
+			ix.mu.Unlock()
+		}
+		searchConcurrently(t, ix, q, want, wantIDs)
+		if h, _ := ix.CacheStats(); arena != "tiny slabs" && h == 0 {
+			t.Fatalf("%s: no cache hits", arena)
+		}
+	}
+}
+
+func searchConcurrently(t *testing.T, ix *Index, q, want []float32, wantIDs []int64) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := 0; g < 8; g++ {
