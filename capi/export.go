@@ -68,6 +68,16 @@ func floats(p *C.float, n int64) ([]float32, error) {
 	return unsafe.Slice((*float32)(unsafe.Pointer(p)), n), nil
 }
 
+// matrix checks n vectors of dimension d against the index's dimension
+// (checkMatrix) and returns the C array p of them as a slice, valid for
+// the call only.
+func matrix(what string, p *C.float, n, d C.int64_t, want int) ([]float32, error) {
+	if err := checkMatrix(what, int64(n), int64(d), want); err != nil {
+		return nil, err
+	}
+	return floats(p, int64(n*d))
+}
+
 // int64s is the C array p of n int64 as a slice, valid for the call only;
 // n was checked (0 <= n <= maxElems).
 func int64s(p *C.int64_t, n int64) ([]int64, error) {
@@ -243,10 +253,7 @@ func shelf_train(h C.int64_t, x *C.float, n, d, seed C.int64_t, tok C.int64_t, e
 			return err
 		}
 		defer release()
-		if err := checkMatrix("training vectors", int64(n), int64(d), ix.Params().D); err != nil {
-			return err
-		}
-		xs, err := floats(x, int64(n*d))
+		xs, err := matrix("training vectors", x, n, d, ix.Params().D)
 		if err != nil {
 			return err
 		}
@@ -265,10 +272,7 @@ func shelf_add(h C.int64_t, x *C.float, n, d C.int64_t, ids *C.int64_t, first, a
 			if first == nil || added == nil {
 				return errNilPointer
 			}
-			if err := checkMatrix("vectors", int64(n), int64(d), ix.Params().D); err != nil {
-				return err
-			}
-			xs, err := floats(x, int64(n*d))
+			xs, err := matrix("vectors", x, n, d, ix.Params().D)
 			if err != nil {
 				return err
 			}
@@ -292,7 +296,8 @@ func shelf_add(h C.int64_t, x *C.float, n, d C.int64_t, ids *C.int64_t, first, a
 func shelf_search(h C.int64_t, q *C.float, nq, d, k, nprobe C.int64_t, dist *C.float, ids *C.int64_t, tok C.int64_t, errp **C.char) C.int {
 	return run(errp, func() error {
 		return withIndex(h, func(_ *handle, ix *ivf.Index) error {
-			if err := checkMatrix("queries", int64(nq), int64(d), ix.Params().D); err != nil {
+			qs, err := matrix("queries", q, nq, d, ix.Params().D)
+			if err != nil {
 				return err
 			}
 			if err := checkResults(int64(nq), int64(k)); err != nil {
@@ -300,10 +305,6 @@ func shelf_search(h C.int64_t, q *C.float, nq, d, k, nprobe C.int64_t, dist *C.f
 			}
 			if nprobe < 1 || int64(nprobe) > maxElems {
 				return fmt.Errorf("%w: nprobe = %d", ivf.ErrInput, int64(nprobe))
-			}
-			qs, err := floats(q, int64(nq*d))
-			if err != nil {
-				return err
 			}
 			ds, err := floats(dist, int64(nq*k))
 			if err != nil {
@@ -433,10 +434,7 @@ func shelf_encode_block(h C.int64_t, dir *C.char, number, size C.int64_t, x *C.f
 			if dir == nil || written == nil {
 				return errNilPointer
 			}
-			if err := checkMatrix("vectors", int64(n), int64(d), ix.Params().D); err != nil {
-				return err
-			}
-			xs, err := floats(x, int64(n*d))
+			xs, err := matrix("vectors", x, n, d, ix.Params().D)
 			if err != nil {
 				return err
 			}

@@ -305,7 +305,6 @@ func (ix *Index) streamFromDisk(snap Snapshot) (Snapshot, error) {
 	// Slabs hold 16 entries at least, and the budget two slabs.
 	need := lr.BufferSize(16)
 	if ix.MemoryBudget < 2*int64(need) {
-		_ = lr.Close()
 		return nil, fmt.Errorf("%w: memory budget of %d bytes: reading codes of %d bytes takes at least %d", ErrInput, ix.MemoryBudget, ds.CodeSize(), 2*need)
 	}
 	depth := ix.IODepth
@@ -318,12 +317,6 @@ func (ix *Index) streamFromDisk(snap Snapshot) (Snapshot, error) {
 
 // Prefetch does nothing: the stream reads what it scans.
 func (d *diskStream) Prefetch([]int) {}
-
-// Release closes the reader and releases the snapshot.
-func (d *diskStream) Release() {
-	_ = d.lr.Close()
-	d.diskSnap.Release()
-}
 
 // ReadList reads list l whole into a buffer of its own (for scanners
 // that do not stream) and checks it.

@@ -56,7 +56,6 @@ func setReadMode(t *testing.T, ix *Index, i int) {
 			t.Fatal(err)
 		}
 		need := lr.BufferSize(16)
-		lr.Close()
 		v.Release()
 		ix.slabs = &slabArena{size: need, max: 3, free: make(chan []byte, 3), cache: listCache{byKey: map[cacheKey]*list.Element{}}}
 		ix.slabsBudget = m.budget
@@ -206,7 +205,6 @@ func TestSearchFromDiskDamage(t *testing.T) {
 	}
 	const list = 3
 	off, err := lr.Offset(list)
-	lr.Close()
 	v.Release()
 	if err != nil {
 		t.Fatal(err)

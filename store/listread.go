@@ -64,9 +64,6 @@ func (v *View) ListReader(direct bool) (*ListReader, error) {
 // Direct reports whether the reader bypasses the page cache.
 func (r *ListReader) Direct() bool { return r.direct }
 
-// Close ends the reader (its descriptors stay with the mapping).
-func (r *ListReader) Close() error { return nil }
-
 // Offset returns where list l starts in the data file: reading lists in
 // increasing offsets reads the file in one direction.
 func (r *ListReader) Offset(l int) (int64, error) {

@@ -98,9 +98,6 @@ func TestListReader(t *testing.T) {
 		if _, err := lr.Offset(nlist); !errors.Is(err, ErrList) {
 			t.Fatalf("list %d of %d: %v", nlist, nlist, err)
 		}
-		if err := lr.Close(); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -164,7 +161,6 @@ func TestListReaderDetectsDamage(t *testing.T) {
 			t.Fatalf("flipped %s byte: Verify says %v", part, err)
 		}
 		t.Log(err)
-		lr.Close()
 		v.Release()
 		s.Close()
 		// Restore the byte for the next part.

@@ -365,13 +365,10 @@ func searchParseNprobes(s string) ([]int, error) {
 	return out, nil
 }
 
-// searchCalls searches q in calls of calls queries each and returns the
+// searchCalls searches q in calls of calls queries each (1 <= calls <= q.N) and returns the
 // ids of all of them (and their distances if keepDist) and the duration of
 // each call.
 func searchCalls(ix *ivf.Index, scanner ivf.Scanner, q *vecio.Matrix, calls, k, nprobe int, keepDist bool) ([]float32, []int64, []time.Duration, error) {
-	if calls >= q.N {
-		calls = q.N
-	}
 	var dists []float32
 	if keepDist {
 		dists = make([]float32, 0, q.N*k)
