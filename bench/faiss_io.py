@@ -30,6 +30,15 @@ tasks.json is a list of tasks run in order; paths are used as given
         faiss.read_index, then faiss.write_index: FAISS's own serialization
         of what it read.
 
+    {"op": "rq", "train": "x.fvecs", "M": 4, "beam": 5, "train_type": 1,
+     "encode": "y.fvecs", "codebooks": "cb.npy", "codes": "c.npy",
+     "out": "rq.json"}
+        trains a faiss.ResidualQuantizer of M 8-bit layers with that beam
+        (train_type: FAISS's, default its own), or, without "train",
+        takes the codebooks from the codebooks file; writes the codebooks
+        (M*256 x d), the layer codes of the encode vectors (n x M uint8)
+        and, in out, their reconstruction MSE.
+
     {"op": "info", "index": "x.index", "out": "info.json"}
         writes what faiss.read_index found: type, d, nlist, ntotal,
         metric, code size, is_trained, the quantizer's size and metric.
@@ -118,6 +127,31 @@ def search(t):
     np.save(t["labels"], I.astype("int64"))
 
 
+def rq(t):
+    m, beam = int(t["M"]), int(t["beam"])
+    if t.get("train"):
+        x = read_fvecs(t["train"])
+        q = faiss.ResidualQuantizer(x.shape[1], m, 8)
+        q.max_beam_size = beam
+        if "train_type" in t:
+            q.train_type = int(t["train_type"])
+        q.cp.seed = int(t.get("seed", 1234))
+        q.train(x)
+        np.save(t["codebooks"], faiss.vector_to_array(q.codebooks).reshape(m * 256, -1))
+    else:
+        cb = np.load(t["codebooks"]).astype("float32")
+        q = faiss.ResidualQuantizer(cb.shape[1], m, 8)
+        q.max_beam_size = beam
+        faiss.copy_array_to_vector(cb.ravel(), q.codebooks)
+        q.is_trained = True
+    y = read_fvecs(t["encode"])
+    codes = q.compute_codes(y)
+    np.save(t["codes"], codes.astype("uint8"))
+    mse = float(((y - q.decode(codes)) ** 2).sum(1).mean())
+    with open(t["out"], "w") as f:
+        json.dump({"mse": mse}, f)
+
+
 def rewrite(t):
     faiss.write_index(faiss.read_index(t["index"]), t["out"])
 
@@ -146,7 +180,7 @@ def main():
     faiss.omp_set_num_threads(1)
     with open(sys.argv[1]) as f:
         tasks = json.load(f)
-    ops = {"build": build, "search": search, "rewrite": rewrite, "info": info}
+    ops = {"build": build, "search": search, "rewrite": rewrite, "info": info, "rq": rq}
     for t in tasks:
         ops[t["op"]](t)
 

@@ -19,6 +19,7 @@ var allowed = map[string][]string{
 	"store":                {"slots", "internal/"},
 	"kmeans":               {"internal/vecmath", "internal/synth"},
 	"pq":                   {"kmeans", "internal/"},
+	"rq":                   {"kmeans", "internal/"},
 	"ivf":                  {"pq", "kmeans", "store", "internal/"},
 	"faissio":              {"ivf", "pq", "internal/"},
 	"gpu":                  {"ivf", "slots", "internal/"},
