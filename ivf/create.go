@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/shelfdb/shelf/pq"
+	"github.com/shelfdb/shelf/rq"
 )
 
 // An index made from parts trained elsewhere (a FAISS file's model and
@@ -22,17 +23,13 @@ import (
 // centroids and q (q is prepared for search): do not change them
 // afterwards.
 func NewTrained(p Params, centroids []float32, q *pq.PQ) (*Index, error) {
-	ix, err := New(p)
+	ix, err := newTrained(p, centroids)
 	if err != nil {
 		return nil, err
 	}
-	if len(centroids) != p.NList*p.D {
-		return nil, fmt.Errorf("%w: %d floats of centroids for %d lists of dimension %d", ErrParams, len(centroids), p.NList, p.D)
-	}
-	if i := nonFinite(centroids); i >= 0 {
-		return nil, fmt.Errorf("%w: centroid %d has a NaN or infinite component", ErrInput, i/p.D)
-	}
 	switch {
+	case p.RQ:
+		return nil, fmt.Errorf("%w: %s needs a residual quantizer (NewTrainedRQ)", ErrParams, p.Factory())
 	case p.Flat && q != nil:
 		return nil, fmt.Errorf("%w: an IVF-Flat index has no product quantizer", ErrParams)
 	case p.Flat:
@@ -46,10 +43,47 @@ func NewTrained(p Params, centroids []float32, q *pq.PQ) (*Index, error) {
 			return nil, fmt.Errorf("%w: PQ centroid %d has a NaN or infinite component", ErrInput, i/q.Dsub)
 		}
 	}
-	ix.setCentroids(centroids)
 	ix.pq = q
 	ix.finishModel()
 	ix.trained = true
+	return ix, nil
+}
+
+// NewTrainedRQ is NewTrained for IVF,RQ: the residual quantizer must be
+// trained (codebooks and norm levels) and fit p.
+func NewTrainedRQ(p Params, centroids []float32, q *rq.RQ) (*Index, error) {
+	ix, err := newTrained(p, centroids)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !p.RQ:
+		return nil, fmt.Errorf("%w: %s has no residual quantizer", ErrParams, p.Factory())
+	case q == nil || !q.Trained():
+		return nil, fmt.Errorf("%w: %s needs its trained residual quantizer", ErrParams, p.Factory())
+	case q.D != p.D || q.M != p.M || q.Nbits != p.Nbits:
+		return nil, fmt.Errorf("%w: RQ d=%d M=%d nbits=%d does not fit %s of dimension %d", ErrParams, q.D, q.M, q.Nbits, p.Factory(), p.D)
+	}
+	ix.rq = q
+	ix.finishModel()
+	ix.trained = true
+	return ix, nil
+}
+
+// newTrained is the part of NewTrained and NewTrainedRQ that checks and
+// sets the coarse centroids.
+func newTrained(p Params, centroids []float32) (*Index, error) {
+	ix, err := New(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(centroids) != p.NList*p.D {
+		return nil, fmt.Errorf("%w: %d floats of centroids for %d lists of dimension %d", ErrParams, len(centroids), p.NList, p.D)
+	}
+	if i := nonFinite(centroids); i >= 0 {
+		return nil, fmt.Errorf("%w: centroid %d has a NaN or infinite component", ErrInput, i/p.D)
+	}
+	ix.setCentroids(centroids)
 	return ix, nil
 }
 
@@ -92,7 +126,7 @@ func CreateFrom(model *Index, src Source, dir string, nextID int64, progress fun
 	if nextID < 0 {
 		return nil, fmt.Errorf("%w: next id %d", ErrInput, nextID)
 	}
-	ix := &Index{p: p, trained: true, centroids: model.centroids, cnorms: model.cnorms, pq: model.pq,
+	ix := &Index{p: p, trained: true, centroids: model.centroids, cnorms: model.cnorms, pq: model.pq, rq: model.rq, quant: model.quant,
 		precomp: model.precomp, precompID: model.precompID,
 		Threads: model.Threads, Progress: model.Progress, PrecomputedTableMax: model.PrecomputedTableMax}
 	start := emptyIDs()

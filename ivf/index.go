@@ -10,6 +10,7 @@ import (
 	"github.com/shelfdb/shelf/internal/vecmath"
 	"github.com/shelfdb/shelf/kmeans"
 	"github.com/shelfdb/shelf/pq"
+	"github.com/shelfdb/shelf/rq"
 )
 
 // Index is an IVF-PQ (or IVF-Flat) index. Searches may run concurrently
@@ -19,7 +20,9 @@ type Index struct {
 	trained   bool
 	centroids []float32 // NList x D
 	cnorms    []float32 // squared norms of the centroids
-	pq        *pq.PQ
+	pq        *pq.PQ    // the quantizer of IVF,PQ
+	rq        *rq.RQ    // the quantizer of IVF,RQ
+	quant     quantizer
 	// precomp[l] holds, for L2 by residual, ||y||^2 + 2<c_l, y> for every
 	// sub-centroid y (NList x M x 256): with it the distance table of a
 	// (query, list) pair is one addition per entry (FAISS's
@@ -101,8 +104,11 @@ func (ix *Index) Lists() Lists { return ix.lists }
 // Centroids returns the coarse centroids (NList x D); do not modify.
 func (ix *Index) Centroids() []float32 { return ix.centroids }
 
-// PQ returns the product quantizer (nil for Flat).
+// PQ returns the product quantizer (nil for Flat and RQ).
 func (ix *Index) PQ() *pq.PQ { return ix.pq }
+
+// RQ returns the residual quantizer (nil unless RQ).
+func (ix *Index) RQ() *rq.RQ { return ix.rq }
 
 // NTotal returns the number of vectors in the index.
 func (ix *Index) NTotal() int64 {
@@ -206,12 +212,8 @@ func (ix *Index) Train(x []float32, n int, opts *TrainOptions) error {
 	}
 	ix.setCentroids(cents)
 	if !ix.p.Flat {
-		q, err := pq.New(d, ix.p.M, ix.p.Nbits)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrParams, err)
-		}
 		// A random sample of at most 65,536 training vectors, as residuals.
-		ns := min(n, 256*q.Ksub)
+		ns := min(n, 256*256)
 		r := rand.New(rand.NewPCG(uint64(o.Seed), 0x5eed))
 		perm := r.Perm(n)[:ns]
 		sample := make([]float32, ns*d)
@@ -227,12 +229,9 @@ func (ix *Index) Train(x []float32, n int, opts *TrainOptions) error {
 				}
 			}
 		}
-		ix.progress("train product quantizer", 0, 1)
-		if err := q.Train(sample, ns, o.Seed+1, ix.Threads); err != nil {
-			return fmt.Errorf("ivf: train product quantizer: %w", err)
+		if err := ix.trainQuantizer(sample, ns, o.Seed+1); err != nil {
+			return err
 		}
-		ix.progress("train product quantizer", 1, 1)
-		ix.pq = q
 	}
 	ix.finishModel()
 	ix.trained = true
@@ -245,11 +244,47 @@ func (ix *Index) setCentroids(c []float32) {
 	vecmath.Norms2(c, ix.p.D, ix.cnorms)
 }
 
+// trainQuantizer trains the quantizer of the codes on n (residual)
+// vectors.
+func (ix *Index) trainQuantizer(x []float32, n int, seed int64) error {
+	d := ix.p.D
+	if ix.p.RQ {
+		q, err := rq.New(d, ix.p.M, ix.p.Nbits)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrParams, err)
+		}
+		err = q.Train(x, n, rq.TrainOptions{Seed: seed, Threads: ix.Threads, Progress: func(l, layers int) {
+			ix.progress("train residual quantizer", int64(l), int64(layers))
+		}})
+		if err != nil {
+			return fmt.Errorf("ivf: train residual quantizer: %w", err)
+		}
+		ix.rq = q
+		return nil
+	}
+	q, err := pq.New(d, ix.p.M, ix.p.Nbits)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrParams, err)
+	}
+	ix.progress("train product quantizer", 0, 1)
+	if err := q.Train(x, n, seed, ix.Threads); err != nil {
+		return fmt.Errorf("ivf: train product quantizer: %w", err)
+	}
+	ix.progress("train product quantizer", 1, 1)
+	ix.pq = q
+	return nil
+}
+
 // finishModel derives what search needs from a trained model.
 func (ix *Index) finishModel() {
 	ix.precomp, ix.precompID = nil, 0
-	if ix.pq != nil {
+	switch {
+	case ix.pq != nil:
 		ix.pq.Prepare()
+		ix.quant = pqQuantizer{ix.pq}
+	case ix.rq != nil:
+		ix.rq.Prepare()
+		ix.quant = rqQuantizer{ix.rq}
 	}
 	if ix.p.Flat || !ix.p.ByResidual || ix.p.Metric == InnerProduct {
 		return
@@ -258,7 +293,7 @@ func (ix *Index) finishModel() {
 	if limit == 0 {
 		limit = 2 << 30
 	}
-	m, ksub := ix.pq.M, ix.pq.Ksub
+	m, ksub := ix.quant.tables(), 256
 	size := int64(ix.p.NList) * int64(m*ksub) * 4
 	if size > limit {
 		return
@@ -274,23 +309,20 @@ func (ix *Index) finishModel() {
 	})
 }
 
-// codeNorms returns ||y||^2 of every PQ centroid y, sub-quantizer by
-// sub-quantizer (M*Ksub floats).
+// codeNorms returns the table whose entries sum to a code's squared
+// norm ||y||^2 (tables x 256 floats).
 func (ix *Index) codeNorms() []float32 {
-	m, ksub, dsub := ix.pq.M, ix.pq.Ksub, ix.pq.Dsub
-	ynorm := make([]float32, m*ksub)
-	for mm := 0; mm < m; mm++ {
-		vecmath.Norms2(ix.pq.Centroids[mm*ksub*dsub:(mm+1)*ksub*dsub], dsub, ynorm[mm*ksub:(mm+1)*ksub])
-	}
+	ynorm := make([]float32, ix.quant.tables()*256)
+	ix.quant.normTable(ynorm)
 	return ynorm
 }
 
 // listTerm writes list l's term of the L2 residual tables, ||y||^2 +
-// 2<c_l, y> for every PQ centroid y (FAISS's precomputed table), into t;
-// ip is scratch of M*Ksub floats.
+// 2<c_l, y> as a table (FAISS's precomputed table), into t; ip is
+// scratch of tables x 256 floats.
 func (ix *Index) listTerm(l int, ynorm, ip, t []float32) {
 	d := ix.p.D
-	ix.pq.ComputeInnerProductTable(ix.centroids[l*d:(l+1)*d], ip)
+	ix.quant.ipTable(ix.centroids[l*d:(l+1)*d], ip)
 	for i := range t {
 		t[i] = ynorm[i] + 2*ip[i]
 	}
@@ -364,7 +396,7 @@ func (ix *Index) encode(x []float32, n int) ([]int64, []byte) {
 	for i, a := range assign {
 		lists[i] = int64(a)
 	}
-	ix.pq.EncodeThreads(res, n, codes, ix.Threads)
+	ix.quant.encode(res, n, codes, ix.Threads)
 	return lists, codes
 }
 

@@ -321,7 +321,7 @@ func TestTwoLayerCodesAndMerge(t *testing.T) {
 	}
 	// The same vectors added through Add reconstruct to the same values.
 	a, _ := New(base.Params())
-	a.trained, a.centroids, a.cnorms, a.pq, a.precomp = true, base.centroids, base.cnorms, base.pq, base.precomp
+	a.trained, a.centroids, a.cnorms, a.pq, a.quant, a.precomp = true, base.centroids, base.cnorms, base.pq, base.quant, base.precomp
 	if _, err := a.Add(x, n); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +333,7 @@ func TestTwoLayerCodesAndMerge(t *testing.T) {
 	shards := make([]*Index, 3)
 	for s := range shards {
 		sh, _ := New(base.Params())
-		sh.trained, sh.centroids, sh.cnorms, sh.pq, sh.precomp = true, base.centroids, base.cnorms, base.pq, base.precomp
+		sh.trained, sh.centroids, sh.cnorms, sh.pq, sh.quant, sh.precomp = true, base.centroids, base.cnorms, base.pq, base.quant, base.precomp
 		lo, hi := s*n/3, (s+1)*n/3
 		ids := make([]int64, hi-lo)
 		for i := range ids {
@@ -345,7 +345,7 @@ func TestTwoLayerCodesAndMerge(t *testing.T) {
 		shards[s] = sh
 	}
 	m, _ := New(base.Params())
-	m.trained, m.centroids, m.cnorms, m.pq, m.precomp = true, base.centroids, base.cnorms, base.pq, base.precomp
+	m.trained, m.centroids, m.cnorms, m.pq, m.quant, m.precomp = true, base.centroids, base.cnorms, base.pq, base.quant, base.precomp
 	dir := filepath.Join(t.TempDir(), "m")
 	if err := m.ToDisk(dir); err != nil {
 		t.Fatal(err)

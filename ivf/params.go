@@ -61,13 +61,17 @@ var (
 type Params struct {
 	D     int // vector dimension
 	NList int // number of inverted lists
-	// M is the number of PQ sub-quantizers (bytes per code with 8 bits);
-	// unused with Flat.
+	// M is the number of PQ sub-quantizers (bytes per code with 8 bits),
+	// or of RQ layers; unused with Flat.
 	M int
 	// Nbits is the bits per sub-quantizer code; only 8 is supported.
 	Nbits int
 	// Flat stores vectors uncompressed (IVF<n>,Flat) instead of PQ codes.
-	Flat   bool
+	Flat bool
+	// RQ stores residual quantizer codes (IVF<n>,RQ<M>x8): M layers of
+	// 256 codewords and a byte for the quantized norm, as FAISS's
+	// IndexIVFResidualQuantizer with RQ<M>x8_Ncqint8.
+	RQ     bool
 	Metric Metric
 	// ByResidual encodes x - centroid instead of x (FAISS's default, true
 	// from the factory).
@@ -78,6 +82,9 @@ type Params struct {
 func (p Params) CodeSize() int {
 	if p.Flat {
 		return 4 * p.D
+	}
+	if p.RQ {
+		return p.M + 1
 	}
 	return (p.M*p.Nbits + 7) / 8
 }
@@ -92,10 +99,17 @@ func (p Params) Validate() error {
 	case p.Metric < L2 || p.Metric > Cosine:
 		return fmt.Errorf("%w: metric %d", ErrParams, int(p.Metric))
 	}
-	if p.Flat {
-		return nil
-	}
 	switch {
+	case p.Flat && p.RQ:
+		return fmt.Errorf("%w: both Flat and RQ", ErrParams)
+	case p.Flat:
+		return nil
+	case p.RQ && (p.M <= 0 || p.M > maxRQLayers):
+		return fmt.Errorf("%w: RQ%d: 1 to %d layers", ErrParams, p.M, maxRQLayers)
+	case p.RQ && p.Nbits != 8:
+		return fmt.Errorf("%w: RQ%dx%d: only 8-bit layers (RQ%dx8) are supported", ErrParams, p.M, p.Nbits, p.M)
+	case p.RQ:
+		return nil
 	case p.M <= 0 || p.D%p.M != 0:
 		return fmt.Errorf("%w: PQ%d does not divide dimension %d", ErrParams, p.M, p.D)
 	case p.Nbits != 8:
@@ -109,6 +123,9 @@ func (p Params) Factory() string {
 	if p.Flat {
 		return fmt.Sprintf("IVF%d,Flat", p.NList)
 	}
+	if p.RQ {
+		return fmt.Sprintf("IVF%d,RQ%dx%d", p.NList, p.M, p.Nbits)
+	}
 	if p.Nbits != 8 {
 		return fmt.Sprintf("IVF%d,PQ%dx%d", p.NList, p.M, p.Nbits)
 	}
@@ -116,14 +133,15 @@ func (p Params) Factory() string {
 }
 
 // ParseFactory reads a FAISS-style factory string: "IVF1024,PQ16",
-// "IVF1024,PQ16x8" or "IVF1024,Flat", for vectors of dimension d. PQ
-// codes are 8-bit: other bit counts (FAISS's PQ16x4, PQ16x4fs) are
-// refused with an error that says so.
+// "IVF1024,PQ16x8", "IVF1024,RQ4x8" (FAISS's RQ4x8_Ncqint8, which is
+// accepted too) or "IVF1024,Flat", for vectors of dimension d. Codes are
+// 8-bit: other bit counts (FAISS's PQ16x4, PQ16x4fs) and other RQ norm
+// encodings are refused with an error that says so.
 func ParseFactory(s string, d int, metric Metric) (Params, error) {
 	p := Params{D: d, Metric: metric, Nbits: 8, ByResidual: true}
 	parts := strings.Split(strings.ReplaceAll(s, " ", ""), ",")
 	if len(parts) != 2 || !strings.HasPrefix(parts[0], "IVF") {
-		return p, fmt.Errorf("%w: factory %q: want IVF<nlist>,PQ<M> (8-bit codes, M bytes per vector) or IVF<nlist>,Flat", ErrParams, s)
+		return p, fmt.Errorf("%w: factory %q: want IVF<nlist>,PQ<M> (8-bit codes, M bytes per vector), IVF<nlist>,RQ<M>x8 (M layers, M+1 bytes) or IVF<nlist>,Flat", ErrParams, s)
 	}
 	n, err := strconv.Atoi(parts[0][3:])
 	if err != nil {
@@ -149,8 +167,36 @@ func ParseFactory(s string, d int, metric Metric) (Params, error) {
 		if p.M, err = strconv.Atoi(spec); err != nil {
 			return p, fmt.Errorf("%w: factory %q: bad PQ size %q", ErrParams, s, spec)
 		}
+	case strings.HasPrefix(parts[1], "RQ"):
+		if p.M, p.Nbits, err = parseRQ(parts[1]); err != nil {
+			return p, fmt.Errorf("%w: factory %q: %v", ErrParams, s, err)
+		}
+		p.RQ = true
 	default:
-		return p, fmt.Errorf("%w: factory %q: unknown encoding %q (want PQ<M> or Flat)", ErrParams, s, parts[1])
+		return p, fmt.Errorf("%w: factory %q: unknown encoding %q (want PQ<M>, RQ<M>x8 or Flat)", ErrParams, s, parts[1])
 	}
 	return p, p.Validate()
+}
+
+// maxRQLayers bounds the layers of an RQ code.
+const maxRQLayers = 64
+
+// parseRQ reads "RQ<M>x<nbits>" with an optional "_Ncqint8" (the norm
+// byte Shelf always stores); "RQ<M>" means 8-bit layers.
+func parseRQ(spec string) (m, nbits int, err error) {
+	body, norm, _ := strings.Cut(spec[2:], "_")
+	if norm != "" && norm != "Ncqint8" {
+		return 0, 0, fmt.Errorf("RQ norm encoding %q is not supported: Shelf stores the norm in one byte (_Ncqint8)", "_"+norm)
+	}
+	ms, bs, hasBits := strings.Cut(body, "x")
+	if m, err = strconv.Atoi(ms); err != nil || m <= 0 {
+		return 0, 0, fmt.Errorf("bad RQ layer count %q", ms)
+	}
+	nbits = 8
+	if hasBits {
+		if nbits, err = strconv.Atoi(bs); err != nil {
+			return 0, 0, fmt.Errorf("bad RQ bit count %q", bs)
+		}
+	}
+	return m, nbits, nil
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/shelfdb/shelf/pq"
+	"github.com/shelfdb/shelf/rq"
 )
 
 // The model file: the trained parameters, written once (dir.go).
@@ -31,14 +32,17 @@ func (ix *Index) marshalModel() ([]byte, error) {
 	if p.ByResidual {
 		flags |= 2
 	}
+	if p.RQ {
+		flags |= 4
+	}
 	b = append(b, flags, byte(p.Metric), 0, 0)
 	for _, v := range ix.centroids {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 	}
 	var pqb []byte
-	if ix.pq != nil {
+	if ix.quant != nil {
 		var err error
-		if pqb, err = ix.pq.MarshalBinary(); err != nil {
+		if pqb, err = ix.quant.marshal(); err != nil {
 			return nil, err
 		}
 	}
@@ -65,7 +69,10 @@ func unmarshalModel(b []byte) (*Index, error) {
 	}
 	u := func(i int) int { return int(binary.LittleEndian.Uint32(b[12+4*i:])) }
 	flags := b[28]
-	p := Params{D: u(0), NList: u(1), M: u(2), Nbits: u(3), Flat: flags&1 != 0, ByResidual: flags&2 != 0, Metric: Metric(b[29])}
+	if flags&^7 != 0 {
+		return nil, fmt.Errorf("%w: model flags %#x, this build knows %#x", ErrCorrupt, flags, 7)
+	}
+	p := Params{D: u(0), NList: u(1), M: u(2), Nbits: u(3), Flat: flags&1 != 0, ByResidual: flags&2 != 0, RQ: flags&4 != 0, Metric: Metric(b[29])}
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -97,7 +104,16 @@ func unmarshalModel(b []byte) (*Index, error) {
 			return nil, fmt.Errorf("%w: centroid %d has a squared norm beyond float32", ErrCorrupt, l)
 		}
 	}
-	if !p.Flat {
+	if p.RQ {
+		q := &rq.RQ{}
+		if err := q.UnmarshalBinary(rest); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if q.D != p.D || q.M != p.M || q.Nbits != p.Nbits {
+			return nil, fmt.Errorf("%w: RQ d=%d M=%d nbits=%d does not match the index", ErrCorrupt, q.D, q.M, q.Nbits)
+		}
+		ix.rq = q
+	} else if !p.Flat {
 		q := &pq.PQ{}
 		if err := q.UnmarshalBinary(rest); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)

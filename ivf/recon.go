@@ -34,7 +34,7 @@ func (ix *Index) decodeCode(l int, code []byte, out []float32) {
 		copy(out, decodeFlat(code, 1, d, nil))
 		return
 	}
-	ix.pq.Decode(code, 1, out)
+	ix.quant.decode(code, 1, out)
 	if ix.p.ByResidual {
 		for j := range out {
 			out[j] += ix.centroids[l*d+j]
@@ -155,10 +155,10 @@ func (ix *Index) SameTraining(other *Index) error {
 		return fmt.Errorf("%w: different coarse centroids", ErrIncompatible)
 	}
 	if !ix.p.Flat {
-		a, _ := ix.pq.MarshalBinary()
-		b, _ := other.pq.MarshalBinary()
+		a, _ := ix.quant.marshal()
+		b, _ := other.quant.marshal()
 		if !bytes.Equal(a, b) {
-			return fmt.Errorf("%w: different PQ codebooks", ErrIncompatible)
+			return fmt.Errorf("%w: different codebooks", ErrIncompatible)
 		}
 	}
 	return nil

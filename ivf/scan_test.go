@@ -40,10 +40,12 @@ type scanCase struct {
 func scanCases() []scanCase {
 	var cs []scanCase
 	for _, m := range []Metric{L2, InnerProduct, Cosine} {
-		for _, res := range []bool{true, false} {
-			cs = append(cs, scanCase{fmt.Sprintf("PQ/%v/residual=%v", m, res), "IVF16,PQ8", m, res, true})
-			if res && m != InnerProduct {
-				cs = append(cs, scanCase{fmt.Sprintf("PQ/%v/residual=%v/noprecomp", m, res), "IVF16,PQ8", m, res, false})
+		for _, enc := range []struct{ name, factory string }{{"PQ", "IVF16,PQ8"}, {"RQ", "IVF16,RQ3x8"}} {
+			for _, res := range []bool{true, false} {
+				cs = append(cs, scanCase{fmt.Sprintf("%s/%v/residual=%v", enc.name, m, res), enc.factory, m, res, true})
+				if res && m != InnerProduct {
+					cs = append(cs, scanCase{fmt.Sprintf("%s/%v/residual=%v/noprecomp", enc.name, m, res), enc.factory, m, res, false})
+				}
 			}
 		}
 		cs = append(cs, scanCase{fmt.Sprintf("Flat/%v", m), "IVF16,Flat", m, false, true})
@@ -91,6 +93,10 @@ func modelFingerprint(t *testing.T, ix *Index) string {
 	hashFloats(h, ix.centroids)
 	if ix.pq != nil {
 		hashFloats(h, ix.pq.Centroids)
+	}
+	if ix.rq != nil {
+		hashFloats(h, ix.rq.Codebooks)
+		hashFloats(h, ix.rq.NormLevels)
 	}
 	snap, err := ix.lists.Snapshot()
 	if err != nil {

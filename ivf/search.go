@@ -307,7 +307,7 @@ func (ix *Index) scanRequest(snap Snapshot, qs []float32, nq, nprobe, k int, own
 	if ix.p.Flat {
 		return req, false
 	}
-	req.M, req.Ksub = ix.pq.M, ix.pq.Ksub
+	req.M, req.Ksub = ix.quant.tables(), 256
 	mk := req.M * req.Ksub
 	l2res := ix.p.ByResidual && ix.p.Metric != InnerProduct
 	switch {
@@ -348,21 +348,21 @@ func (ix *Index) scanRequest(snap Snapshot, qs []float32, nq, nprobe, k int, own
 // residuals, and -2<q, y> for L2 on residuals (the per-query part of
 // FAISS's decomposition).
 func (ix *Index) queryTables(qs []float32, nq int, out []float32) {
-	d, mk := ix.p.D, ix.pq.M*ix.pq.Ksub
+	d, mk := ix.p.D, ix.quant.tables()*256
 	vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
 		for qi := lo; qi < hi; qi++ {
 			t := out[qi*mk : (qi+1)*mk]
 			qv := qs[qi*d : (qi+1)*d]
 			switch {
 			case ix.p.Metric == InnerProduct:
-				ix.pq.ComputeInnerProductTable(qv, t)
+				ix.quant.ipTable(qv, t)
 				for i := range t {
 					t[i] = -t[i]
 				}
 			case !ix.p.ByResidual:
-				ix.pq.ComputeDistanceTable(qv, t)
+				ix.quant.distanceTable(qv, t)
 			default:
-				ix.pq.ComputeInnerProductTable(qv, t)
+				ix.quant.ipTable(qv, t)
 				vecmath.Axpy(t, -3, t) // t = -2 t
 			}
 		}
@@ -380,7 +380,7 @@ func (ix *Index) residualTable(table []float32, l int, qv []float32, res *[]floa
 	for j := range r {
 		r[j] = qv[j] - c[j]
 	}
-	ix.pq.ComputeDistanceTable(r, table)
+	ix.quant.distanceTable(r, table)
 }
 
 // floatPool recycles the large per-block buffers (coarse scores, query

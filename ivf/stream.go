@@ -508,9 +508,9 @@ func (ix *Index) SearchMemory(nq, k, nprobe int) int64 {
 	block := int64(min(nq, queryBlock))
 	probes := block * int64(min(nprobe, ix.p.NList))
 	var tables int64
-	if ix.pq != nil {
-		model += int64(len(ix.pq.Centroids)) * 4
-		mk := int64(ix.pq.M * ix.pq.Ksub)
+	if ix.quant != nil {
+		model += ix.quant.floats() * 4
+		mk := int64(ix.quant.tables() * 256)
 		tables = block * mk * 4
 		if ix.precomp == nil && ix.p.ByResidual && ix.p.Metric != InnerProduct {
 			tables += min(probes, int64(ix.p.NList)) * mk * 4 // the probed lists' terms

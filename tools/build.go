@@ -42,7 +42,7 @@ func addTrainFlags(fs *flag.FlagSet, dataHelp string) *trainFlags {
 	return &trainFlags{
 		data:      fs.String("data", "", dataHelp),
 		dir:       fs.String("index", "", "index directory to create (must not exist or be empty)"),
-		factory:   fs.String("factory", "", "index description, as FAISS's index_factory: IVF<nlist>,PQ<m> (8-bit codes: m bytes per vector; m divides the dimension) or IVF<nlist>,Flat"),
+		factory:   fs.String("factory", "", "index description, as FAISS's index_factory: IVF<nlist>,PQ<m> (8-bit codes: m bytes per vector; m divides the dimension), IVF<nlist>,RQ<m>x8 (residual quantizer: m layers of 256 codewords, m+1 bytes per vector) or IVF<nlist>,Flat"),
 		metric:    fs.String("metric", "l2", "l2, ip or cosine"),
 		trainSize: fs.Int("train-size", 0, "rows sampled for training (default: min(n, max(256 x nlist, 65536)), what k-means and PQ training use anyway)"),
 		seed:      fs.Int64("seed", 1, "seed of the training sample and of k-means"),

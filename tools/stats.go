@@ -60,6 +60,9 @@ type statsHistoRow struct {
 // bits; many identical full codes mean the quantizer cannot tell those
 // vectors apart, so search cannot either.
 type statsPQ struct {
+	// Layers: the M codes are an RQ's layers (the norm byte is left
+	// out), not a PQ's sub-quantizers.
+	Layers          bool      `json:"rq_layers,omitempty"`
 	M               int       `json:"m"`
 	Ksub            int       `json:"ksub"`
 	Utilization     []float64 `json:"utilization"`  // per sub-quantizer: used centroids / Ksub
@@ -132,14 +135,17 @@ func statsCollect(ix *ivf.Index, dir string, sampleLimit int64) (*statsReport, e
 		rep.PQSkipped = "IVF,Flat index: vectors are stored uncompressed, there are no PQ codes"
 		return rep, nil
 	}
-	q := ix.PQ()
 	v, err := ix.Lists().Snapshot()
 	if err != nil {
 		return nil, err
 	}
 	defer v.Release()
-	rep.PQ, err = statsCodeQuality(v, q.M, q.Ksub, st.NTotal, sampleLimit)
-	return rep, err
+	// The first M bytes of a code: PQ sub-quantizers or RQ layers.
+	if rep.PQ, err = statsCodeQuality(v, p.M, 256, st.NTotal, sampleLimit); err != nil {
+		return nil, err
+	}
+	rep.PQ.Layers = p.RQ
+	return rep, nil
 }
 
 // statsCodeQuality reads every code of the view once. Centroid counts use all
@@ -239,7 +245,11 @@ func statsPrint(w io.Writer, r *statsReport) {
 		return
 	}
 	q := r.PQ
-	fmt.Fprintf(w, "\nPQ codes (%d sub-quantizers of %d centroids)\n", q.M, q.Ksub)
+	if q.Layers {
+		fmt.Fprintf(w, "\nRQ codes (%d layers of %d codewords, then the norm byte)\n", q.M, q.Ksub)
+	} else {
+		fmt.Fprintf(w, "\nPQ codes (%d sub-quantizers of %d centroids)\n", q.M, q.Ksub)
+	}
 	fmt.Fprintf(w, "  %4s %12s %14s\n", "sub", "utilization", "entropy (bits)")
 	for j := range q.Utilization {
 		fmt.Fprintf(w, "  %4d %12.3f %14.3f\n", j, q.Utilization[j], q.EntropyBits[j])
