@@ -40,6 +40,7 @@ var allowed = map[string][]string{
 	"bench/ivfbench":       {""},
 	"bench/listbalance":    {""},
 	"bench/scale":          {""},
+	"bench/rqbench":        {""},
 	"bench/storedemo":      {""},
 }
 
