@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"ivf":                  {"pq", "kmeans", "store", "internal/"},
 	"faissio":              {"ivf", "pq", "internal/"},
 	"gpu":                  {"ivf", "slots", "internal/"},
-	"tools":                {"ivf", "faissio", "gpu", "pq", "internal/"},
+	"tools":                {"ivf", "faissio", "gpu", "pq", "rq", "internal/"},
 	"tools/shelf":          {"tools"},
 	"capi":                 {"ivf", "faissio", "internal/"},
 	"internal/vecmath":     {},
