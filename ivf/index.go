@@ -168,6 +168,10 @@ type TrainOptions struct {
 	// MaxPoints caps the vectors used: k-means samples at most 256 per
 	// centroid anyway (0: no cap beyond that).
 	MaxPoints int
+	// Balance, when positive, trains the coarse quantizer with balanced
+	// k-means at this Sinkhorn eps (kmeans.Config.Balance), for lists of
+	// more even sizes; vectors are still added to their nearest centroid.
+	Balance float64
 }
 
 // Train learns the coarse centroids on x (n vectors) and the PQ codebooks
@@ -196,7 +200,7 @@ func (ix *Index) Train(x []float32, n int, opts *TrainOptions) error {
 	}
 	cents, err := kmeans.Train(x, n, d, kmeans.Config{
 		K: ix.p.NList, Iters: o.CoarseIters, Seed: o.Seed, Threads: ix.Threads,
-		Spherical: ix.p.Metric == InnerProduct,
+		Spherical: ix.p.Metric == InnerProduct, Balance: o.Balance,
 		Progress: func(it, iters int, _ float64) {
 			ix.progress("train coarse quantizer", int64(it), int64(iters))
 		},

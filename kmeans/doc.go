@@ -12,6 +12,12 @@
 //
 // # Invariants
 //
+//   - With Config.Balance > 0 the assignment step is balanced k-means:
+//     Sinkhorn potentials computed on a bounded sample (at most 64 points
+//     per centroid and 2^25 distances) offset each centroid's distances,
+//     and every point goes to its least offset distance. Memory never
+//     holds n x K distances. Sinkhorn (sinkhorn.go) is also exported for
+//     assignments from a distance matrix of the caller's.
 //   - Train never panics on bad input: shapes, K and non-finite values are
 //     reported as errors wrapping ErrInvalidInput.
 //   - Train is deterministic for a given input, Config.Seed and

@@ -61,6 +61,15 @@ type Config struct {
 	// random training points (FAISS uses centroids already present in a
 	// Clustering the same way). Train does not modify it.
 	Init []float32
+	// Balance, when positive, makes the assignment step balanced
+	// (balanced k-means): points go to clusters by Sinkhorn with this eps
+	// (see Sinkhorn) instead of to their nearest centroid, so clusters come
+	// out of similar sizes. 0.003 balances nearly exactly; larger values
+	// balance less. Zero or negative: plain Lloyd iterations.
+	Balance float64
+	// BalanceIters is the number of Sinkhorn rounds per assignment
+	// (DefaultSinkhornIters when 0).
+	BalanceIters int
 }
 
 func (c Config) withDefaults() Config {
@@ -91,6 +100,12 @@ func Train(x []float32, n, d int, cfg Config) ([]float32, error) {
 		return nil, fmt.Errorf("%w: %d training points for K = %d centroids", ErrInvalidInput, n, cfg.K)
 	case cfg.Iters < 0:
 		return nil, fmt.Errorf("%w: Iters = %d", ErrInvalidInput, cfg.Iters)
+	case math.IsNaN(cfg.Balance) || math.IsInf(cfg.Balance, 0):
+		return nil, fmt.Errorf("%w: Balance = %v, must be finite", ErrInvalidInput, cfg.Balance)
+	case cfg.Balance > 0 && math.IsInf(1/cfg.Balance, 0):
+		return nil, fmt.Errorf("%w: Balance = %g is too small (1/Balance overflows)", ErrInvalidInput, cfg.Balance)
+	case cfg.BalanceIters < 0:
+		return nil, fmt.Errorf("%w: BalanceIters = %d", ErrInvalidInput, cfg.BalanceIters)
 	case cfg.Init != nil && (cfg.K > len(cfg.Init)/d || len(cfg.Init) != cfg.K*d):
 		return nil, fmt.Errorf("%w: len(Init) = %d, want K*d = %d", ErrInvalidInput, len(cfg.Init), cfg.K*d)
 	}
@@ -131,6 +146,10 @@ func Train(x []float32, n, d int, cfg Config) ([]float32, error) {
 		normalize(centroids, k, d)
 	}
 
+	var bal *balancer
+	if cfg.Balance > 0 {
+		bal = newBalancer(rng, n, k, cfg.Balance, cfg.BalanceIters, cfg.Threads)
+	}
 	assign := make([]int32, n)
 	dist := make([]float32, n)
 	norms := make([]float32, k)
@@ -138,7 +157,11 @@ func Train(x []float32, n, d int, cfg Config) ([]float32, error) {
 	sums := make([]float64, k*d)
 	for it := range cfg.Iters {
 		vecmath.Norms2(centroids, d, norms)
-		vecmath.ArgMinL2(x, n, centroids, k, d, norms, assign, dist, cfg.Threads)
+		if bal != nil {
+			bal.assign(x, n, d, centroids, k, norms, assign, dist, cfg.Threads, cfg.Progress != nil)
+		} else {
+			vecmath.ArgMinL2(x, n, centroids, k, d, norms, assign, dist, cfg.Threads)
+		}
 		if cfg.Progress != nil {
 			var obj float64
 			for _, v := range dist {

@@ -35,6 +35,7 @@ type trainFlags struct {
 	data, dir, factory, metric *string
 	trainSize                  *int
 	seed                       *int64
+	balance                    *float64
 	quiet                      *bool
 }
 
@@ -46,6 +47,7 @@ func addTrainFlags(fs *flag.FlagSet, dataHelp string) *trainFlags {
 		metric:    fs.String("metric", "l2", "l2, ip or cosine"),
 		trainSize: fs.Int("train-size", 0, "rows sampled for training (default: min(n, max(256 x nlist, 65536)), what k-means and PQ training use anyway)"),
 		seed:      fs.Int64("seed", 1, "seed of the training sample and of k-means"),
+		balance:   fs.Float64("balance", 0, "balanced coarse k-means: Sinkhorn eps EPS (e.g. 0.03) for lists of more even sizes; 0: plain k-means"),
 		quiet:     fs.Bool("quiet", false, "no progress bars"),
 	}
 }
@@ -69,6 +71,9 @@ func (tf *trainFlags) train(env *Env) (*trained, error) {
 	}
 	if *tf.trainSize < 0 {
 		return nil, fmt.Errorf("%w: --train-size must not be negative", errUsage)
+	}
+	if b := *tf.balance; !(b >= 0 && b < 1e6) {
+		return nil, fmt.Errorf("%w: --balance %v: want an eps >= 0 (0: off)", errUsage, b)
 	}
 	m, err := ivf.ParseMetric(*tf.metric)
 	if err != nil {
@@ -109,7 +114,7 @@ func (tf *trainFlags) train(env *Env) (*trained, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ix.Train(sample, ts, &ivf.TrainOptions{Seed: *tf.seed}); err != nil {
+	if err := ix.Train(sample, ts, &ivf.TrainOptions{Seed: *tf.seed, Balance: *tf.balance}); err != nil {
 		return nil, fmt.Errorf("train on %s: %w", *tf.data, err)
 	}
 	t.ix, t.rows, t.trainS = ix, ts, time.Since(t.start).Seconds()
@@ -127,7 +132,7 @@ func checkNewIndexDir(dir string) error {
 }
 
 func runTrain(env *Env) error {
-	fs := newFlags(env, "train", "train --data SAMPLE --index DIR --factory IVF1024,PQ16 [--metric l2|ip|cosine] [--train-size N] [--seed S] [--quiet]",
+	fs := newFlags(env, "train", "train --data SAMPLE --index DIR --factory IVF1024,PQ16 [--metric l2|ip|cosine] [--train-size N] [--seed S] [--balance EPS] [--quiet]",
 		"shelf train --data sample.fvecs --index /data/idx --factory IVF4096,PQ16\n"+
 			"shelf encode --index /data/idx --data base.fvecs --out /data/blocks --shard 0/4   # on 4 machines\n"+
 			"shelf merge --index /data/idx --blocks /data/blocks")
@@ -153,7 +158,7 @@ func runTrain(env *Env) error {
 }
 
 func runBuild(env *Env) error {
-	fs := newFlags(env, "build", "build --data FILE --index DIR --factory IVF1024,PQ16 [--metric l2|ip|cosine] [--train-size N] [--seed S] [--headroom 0.1] [--quiet]",
+	fs := newFlags(env, "build", "build --data FILE --index DIR --factory IVF1024,PQ16 [--metric l2|ip|cosine] [--train-size N] [--seed S] [--balance EPS] [--headroom 0.1] [--quiet]",
 		"shelf build --data sift_base.fvecs --index /tmp/sift --factory IVF1024,PQ16\nshelf build --data emb.npy --index /tmp/emb --factory IVF4096,PQ32 --metric cosine --train-size 500000")
 	tf := addTrainFlags(fs, "vectors to index (.fvecs, .bvecs or .npy)")
 	headroom := fs.Float64("headroom", 0, "room left in every list's slot by the final compaction, as a share of its size, for adds to come (0: exact slots)")

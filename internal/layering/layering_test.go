@@ -38,6 +38,7 @@ var allowed = map[string][]string{
 	"bench/bigsearch":      {""},
 	"bench/crashcampaign":  {""},
 	"bench/ivfbench":       {""},
+	"bench/listbalance":    {""},
 	"bench/scale":          {""},
 	"bench/storedemo":      {""},
 }
