@@ -7,6 +7,12 @@
 // BeamSize best partial codes at every layer (FAISS's max_beam_size, beam
 // search; 1 is greedy).
 //
+// EncodeBalanced is the assignment of the semantic-ID recipes (RQ-KMeans,
+// TIGER, LC-Rec): greedy layer by layer, and on the layers given an
+// epsilon, a Sinkhorn-Knopp balanced assignment of all the vectors at once
+// (kmeans.Sinkhorn), so that the codewords are used about equally and
+// fewer items share a code.
+//
 // # Search by tables
 //
 // An encoded vector x̂ = sum_m C_m[c_m] has ||q - x̂||^2 = ||q||^2 - 2 sum_m

@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 	"ivf":                  {"pq", "rq", "kmeans", "store", "internal/"},
 	"faissio":              {"ivf", "pq", "rq", "internal/"},
 	"gpu":                  {"ivf", "slots", "internal/"},
-	"tools":                {"ivf", "faissio", "gpu", "pq", "internal/"},
+	"tools":                {"ivf", "faissio", "gpu", "pq", "rq", "internal/"},
 	"tools/shelf":          {"tools"},
 	"capi":                 {"ivf", "faissio", "internal/"},
 	"internal/vecmath":     {},

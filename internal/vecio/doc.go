@@ -1,7 +1,9 @@
 // Package vecio reads and writes the vector files that ANN benchmarks are
 // distributed in: .fvecs, .ivecs and .bvecs (the TEXMEX/SIFT1M layout, one
 // little-endian int32 dimension before every row) and NumPy .npy arrays
-// (format versions 1.0, 2.0 and 3.0, dtypes <f4, |u1, <i4 and <i8, C order).
+// (format versions 1.0, 2.0 and 3.0, dtypes <f4, <f8, |u1, <i4 and <i8, C order;
+// float64 values are rounded to float32, and those beyond its range become
+// infinities, which callers reject like any non-finite value).
 //
 // # What it owns
 //

@@ -67,10 +67,12 @@ func npyLayout(h npyHeader, dataOff, size int64) (layout, error) {
 		l.elem = elemI4
 	case "<i8":
 		l.elem = elemI8
-	case ">f4", ">i4", ">i8":
+	case "<f8":
+		l.elem = elemF8
+	case ">f4", ">f8", ">i4", ">i8":
 		return l, formatErr("big-endian dtype %q is not supported (want little-endian %q)", h.descr, "<"+h.descr[1:])
 	default:
-		return l, formatErr("unsupported dtype %q (want <f4, |u1, <i4 or <i8)", h.descr)
+		return l, formatErr("unsupported dtype %q (want <f4, <f8, |u1, <i4 or <i8)", h.descr)
 	}
 	var n, d int64
 	switch len(h.shape) {
@@ -336,14 +338,14 @@ func decodeNpyLayout(b []byte) (layout, error) {
 	return npyLayout(h, int64(off+hlen), int64(len(b)))
 }
 
-// decodeNpyFloat32 decodes the bytes of a <f4 or |u1 .npy file.
+// decodeNpyFloat32 decodes the bytes of a <f4, <f8 or |u1 .npy file.
 func decodeNpyFloat32(b []byte) (Matrix, error) {
 	l, err := decodeNpyLayout(b)
 	if err != nil {
 		return Matrix{}, err
 	}
 	if !l.elem.isFloat() {
-		return Matrix{}, formatErr("dtype %s holds integers, not vectors (want <f4 or |u1)", l.elem)
+		return Matrix{}, formatErr("dtype %s holds integers, not vectors (want <f4, <f8 or |u1)", l.elem)
 	}
 	data := make([]float32, l.n*l.d)
 	if err := decodeInto(&l, b[l.dataOff:], 0, data); err != nil {

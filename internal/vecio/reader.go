@@ -25,7 +25,7 @@ type Reader struct {
 // a large dst does not need a second buffer of the same size.
 const readChunk = 4 << 20
 
-// OpenFloat32 opens a .fvecs, .bvecs or .npy (<f4 or |u1) file for
+// OpenFloat32 opens a .fvecs, .bvecs or .npy (<f4, <f8 or |u1) file for
 // streaming float32 rows.
 func OpenFloat32(path string) (*Reader, error) {
 	r, err := open(path)
@@ -34,7 +34,7 @@ func OpenFloat32(path string) (*Reader, error) {
 	}
 	if !r.l.elem.isFloat() {
 		r.Close()
-		return nil, fileErr(path, formatErr("holds %s integers, not vectors (want .fvecs, .bvecs, or .npy of <f4 or |u1)", r.l.elem))
+		return nil, fileErr(path, formatErr("holds %s integers, not vectors (want .fvecs, .bvecs, or .npy of <f4, <f8 or |u1)", r.l.elem))
 	}
 	return r, nil
 }

@@ -94,20 +94,21 @@ const (
 	elemU1
 	elemI4
 	elemI8
+	elemF8 // read as float32 (rounded); float64 embeddings are common
 )
 
 func (e elemType) size() int {
 	switch e {
 	case elemU1:
 		return 1
-	case elemI8:
+	case elemI8, elemF8:
 		return 8
 	default:
 		return 4
 	}
 }
 
-func (e elemType) isFloat() bool { return e == elemF4 || e == elemU1 }
+func (e elemType) isFloat() bool { return e == elemF4 || e == elemU1 || e == elemF8 }
 
 // String returns the NumPy descr of e, which is also how errors name it.
 func (e elemType) String() string {
@@ -120,6 +121,8 @@ func (e elemType) String() string {
 		return "<i4"
 	case elemI8:
 		return "<i8"
+	case elemF8:
+		return "<f8"
 	}
 	return "unknown"
 }
@@ -206,6 +209,10 @@ func decodeInto[T float32 | int32 | int64](l *layout, buf []byte, first int, dst
 		case elemU1:
 			for j := range out {
 				out[j] = T(p[j])
+			}
+		case elemF8:
+			for j := range out {
+				out[j] = T(float32(math.Float64frombits(le.Uint64(p[8*j:]))))
 			}
 		case elemI4:
 			for j := range out {
@@ -344,7 +351,7 @@ func WriteNpyInt64(path string, ids []int64) error {
 	return writeAtomic(path, kindNpy, func(w io.Writer) error { return encodeNpyInt64(w, ids) })
 }
 
-// ReadFloat32 reads a whole .fvecs, .bvecs or .npy (<f4 or |u1) file; byte
+// ReadFloat32 reads a whole .fvecs, .bvecs or .npy (<f4, <f8 or |u1) file; byte
 // values are converted to float32. An .ivecs or integer .npy file is an
 // error: ids are not vectors.
 func ReadFloat32(path string) (Matrix, error) {
