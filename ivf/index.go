@@ -257,7 +257,7 @@ func (ix *Index) trainQuantizer(x []float32, n int, seed int64) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrParams, err)
 		}
-		err = q.Train(x, n, rq.TrainOptions{Seed: seed, Threads: ix.Threads, Progress: func(l, layers int) {
+		err = q.Train(x, n, rq.TrainOptions{Seed: seed, Threads: ix.Threads, Refine: rqRefine, Progress: func(l, layers int) {
 			ix.progress("train residual quantizer", int64(l), int64(layers))
 		}})
 		if err != nil {

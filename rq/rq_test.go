@@ -73,6 +73,25 @@ func TestLayersAndBeam(t *testing.T) {
 	}
 }
 
+// Joint refinement lowers the training error of layer-by-layer k-means.
+func TestRefine(t *testing.T) {
+	const d, n = 16, 4000
+	x := synth.Clustered(n, d, 20, 3).Data
+	var e [2]float64
+	for i, rounds := range []int{0, 2} {
+		q, _ := New(d, 3, 8)
+		q.BeamSize = 2
+		if err := q.Train(x, n, TrainOptions{Seed: 1, Refine: rounds}); err != nil {
+			t.Fatal(err)
+		}
+		e[i] = mse(q, x, n)
+	}
+	t.Logf("MSE without refinement %.5g, with 2 rounds %.5g", e[0], e[1])
+	if e[1] >= e[0] {
+		t.Errorf("refinement did not lower the error: %g -> %g", e[0], e[1])
+	}
+}
+
 // Brute force over all codes of a 2-layer quantizer with a beam of 256
 // (every first-layer codeword kept) finds the exact best code.
 func TestBeamExhaustive(t *testing.T) {

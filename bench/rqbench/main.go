@@ -25,6 +25,8 @@ func main() {
 	trainRows := flag.Int("train", 20000, "rows of the base the quantizers train on (both sides)")
 	nlist := flag.Int("nlist", 64, "lists of the IVF index, all probed")
 	noFAISS := flag.Bool("no-faiss", false, "skip FAISS's quantizer")
+	iters := flag.Int("iters", 0, "k-means iterations per layer of Shelf's quantizer (0: rq's default)")
+	refine := flag.Int("refine", 2, "rounds of joint codebook refinement of Shelf's quantizer (2, as IVF,RQ indexes train)")
 	flag.Parse()
 	check := func(err error) {
 		if err != nil {
@@ -56,7 +58,7 @@ func main() {
 	check(err)
 	r.BeamSize = *beam
 	t0 := time.Now()
-	check(r.Train(train.Data, nt, rq.TrainOptions{Seed: 1}))
+	check(r.Train(train.Data, nt, rq.TrainOptions{Seed: 1, Iters: *iters, Refine: *refine}))
 	ourTrain := time.Since(t0).Seconds()
 	codes := make([]byte, q.N*r.M)
 	check(r.EncodeLayers(q.Data, q.N, codes, 0))
