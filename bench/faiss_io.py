@@ -19,7 +19,8 @@ tasks.json is a list of tasks run in order; paths are used as given
         when ids are given), and writes out; with ondisk the lists go to
         an OnDiskInvertedLists data file through
         faiss.contrib.ondisk.merge_ondisk, and the index file stores that
-        name as given.
+        name as given. by_residual is applied to IVF-PQ and IVF-RQ
+        factories.
 
     {"op": "search", "index": "x.index", "queries": "q.fvecs", "k": 10,
      "nprobe": 8, "dist": "d.npy", "labels": "i.npy"}
@@ -42,7 +43,9 @@ tasks.json is a list of tasks run in order; paths are used as given
 
     {"op": "info", "index": "x.index", "out": "info.json"}
         writes what faiss.read_index found: type, d, nlist, ntotal,
-        metric, code size, is_trained, the quantizer's size and metric.
+        metric, code size, is_trained, the quantizer's size and metric, and
+        for an IndexIVFResidualQuantizer "rq": M, search_type,
+        max_beam_size, train_type, by_residual.
 """
 
 import json
@@ -87,6 +90,8 @@ def build(t):
             # Polysemous training only renumbers the codes (same search
             # results) and takes most of the training time.
             ivf.do_polysemous_training = False
+        elif isinstance(ivf, faiss.IndexIVFResidualQuantizer) and "by_residual" in t:
+            ivf.by_residual = bool(t["by_residual"])
     index.train(x)
     ids = None
     if t.get("ids"):
@@ -177,6 +182,10 @@ def info(t):
         "quantizer_ntotal": ivf.quantizer.ntotal,
         "quantizer_metric": "ip" if ivf.quantizer.metric_type == faiss.METRIC_INNER_PRODUCT else "l2",
     }
+    ivf = faiss.downcast_index(ivf)
+    if isinstance(ivf, faiss.IndexIVFResidualQuantizer):
+        out["rq"] = {"M": ivf.rq.M, "search_type": ivf.rq.search_type, "max_beam_size": ivf.rq.max_beam_size,
+                     "train_type": ivf.rq.train_type, "by_residual": bool(ivf.by_residual)}
     with open(t["out"], "w") as f:
         json.dump(out, f)
 

@@ -1,5 +1,6 @@
 // Package faissio reads and writes FAISS index files (faiss.write_index /
-// faiss.read_index) of IndexIVFPQ and IndexIVFFlat: Inspect reads a file's
+// faiss.read_index) of IndexIVFPQ, IndexIVFFlat and (8-bit layers)
+// IndexIVFResidualQuantizer: Inspect reads a file's
 // header, Read / ReadWith load a file into an in-memory index, Import
 // streams one into a new index directory, and Write exports an index.
 //
@@ -7,7 +8,7 @@
 // a fourcc names each polymorphic object, then its fields in declaration
 // order. What this package reads and writes:
 //
-//	IndexIVFPQ "IwPQ" | IndexIVFFlat "IwFl":
+//	IndexIVFPQ "IwPQ" | IndexIVFFlat "IwFl" | IndexIVFResidualQuantizer "IwRQ":
 //	  index header   d int32, ntotal int64, two unused int64, is_trained u8,
 //	                 metric int32 (0 inner product, 1 L2; a float argument
 //	                 follows for the others)
@@ -19,6 +20,11 @@
 //	  PQ (IwPQ only) by_residual u8, code_size uint64, then the product
 //	                 quantizer: d, M, nbits uint64, uint64 count + floats
 //	                 (M x 2^nbits x d/M)
+//	RQ (IwRQ only)   code_size uint64, the ResidualQuantizer (d, M, nbits
+//	                 vector, is_trained, codebooks, search_type, norm_min,
+//	                 norm_max, qnorm levels for the cqint search types,
+//	                 train_type, max_beam_size: rqfile.go), by_residual u8,
+//	                 use_precomputed_table int32
 //	  inverted lists "ilar": nlist, code_size uint64, then the list sizes,
 //	                 "full" (uint64 count = nlist + nlist uint64 sizes) or
 //	                 "sprs" (uint64 count + (list, size) uint64 pairs), then
@@ -38,7 +44,8 @@
 //
 // read.go holds the reader's primitives (a read-ahead window over a
 // ReaderAt that checks every length against what is left of the file),
-// parse.go the parser of the index header, quantizer and PQ, lists.go the
+// parse.go the parser of the index header, quantizer and PQ, rqfile.go the
+// residual quantizer of IwRQ files and its codes, lists.go the
 // list readers (inline, legacy, on disk) and the lists as an ivf.Source,
 // import.go the entry points that build an index, write.go the writer.
 //
@@ -53,6 +60,16 @@
 //
 // The package builds indexes through ivf's public API only (NewTrained,
 // CreateFrom, which owns the index directory and its id bookkeeping) and
-// reads them through it (Params, Centroids, PQ, Lists). It imports ivf/,
-// pq/ and internal/...; never store/.
+// reads them through it (Params, Centroids, PQ, RQ, Lists). It imports
+// ivf/, pq/, rq/ and internal/...; never store/.
+//
+// IVF-RQ codes are Shelf's when FAISS stored ST_norm_cqint8 norms (M layer
+// bytes, a byte of 256 norm levels; levels sorted and norm bytes
+// renumbered if FAISS's are not ascending). Codes of other search types
+// (ST_decompress, FAISS's default, ST_norm_float, qint8, ...) are
+// re-encoded on import: their layer bytes are kept and their norm byte is
+// derived from the decoded residual against 256 levels trained on a
+// sample of at most 65,536 decoded norms, so Shelf then scores them with
+// 8-bit norms where FAISS used exact or other ones. Exports are always
+// ST_norm_cqint8.
 package faissio

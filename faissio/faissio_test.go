@@ -795,7 +795,8 @@ func smallFAISSFiles(t testing.TB) (map[string][]byte, []byte) {
 		name, factory string
 		metric        ivf.Metric
 		ondisk        bool
-	}{{"pq", "IVF4,PQ2", ivf.L2, false}, {"flat-ip", "IVF4,Flat", ivf.InnerProduct, false}, {"pq-ondisk", "IVF4,PQ2", ivf.L2, true}} {
+	}{{"pq", "IVF4,PQ2", ivf.L2, false}, {"flat-ip", "IVF4,Flat", ivf.InnerProduct, false}, {"pq-ondisk", "IVF4,PQ2", ivf.L2, true},
+		{"rq", "IVF4,RQ2x8", ivf.L2, false}} {
 		ix, err := ivf.NewFromFactory(c.factory, x.D, c.metric)
 		if err != nil {
 			t.Fatal(err)
@@ -827,6 +828,10 @@ func smallFAISSFiles(t testing.TB) (map[string][]byte, []byte) {
 		}
 		if c.name == "pq" {
 			files["legacy"] = legacyFAISS(t, ix, "IvPQ")
+		}
+		if c.name == "rq" {
+			// FAISS's default IVF,RQ norms (none: Shelf re-encodes them).
+			files["rq-decompress"] = rqRecoded(t, b, nil)
 		}
 	}
 	return files, data
@@ -910,6 +915,39 @@ func TestReadFAISSCorrupt(t *testing.T) {
 			t.Errorf("%s: %v (want an error naming %q)", c.name, err, c.want)
 		}
 	}
+
+	// The same for the residual quantizer of the small IVF4,RQ2x8 file.
+	b = files["rq"]
+	csAt, stAt, qnormAt, listsAt := rqFileLayout(ivf.Params{D: 8, NList: 4, M: 2})
+	for _, c := range []struct {
+		name string
+		edit func(c []byte)
+		want string
+	}{
+		{"RQ dimension", func(c []byte) { le.PutUint64(c[csAt+8:], 9) }, "RQ d at byte"},
+		{"RQ layers", func(c []byte) { le.PutUint64(c[csAt+16:], 3) }, "RQ nbits at byte"},
+		{"RQ huge layers", func(c []byte) { le.PutUint64(c[csAt+16:], 1<<40) }, "RQ M at byte"},
+		{"RQ nbits", func(c []byte) { le.PutUint64(c[csAt+32:], 4) }, "layer 0 has nbits = 4"},
+		{"RQ not trained", func(c []byte) { c[csAt+48] = 0 }, "RQ is_trained at byte"},
+		{"RQ huge codebooks", func(c []byte) { le.PutUint64(c[csAt+49:], 1<<61) }, "RQ codebooks at byte"},
+		{"NaN codebook", func(c []byte) { le.PutUint32(c[csAt+57+40:], math.Float32bits(float32(math.NaN()))) }, "RQ codebooks at byte"},
+		{"search type", func(c []byte) { le.PutUint32(c[stAt:], 42) }, "RQ search_type at byte"},
+		{"search type and code size", func(c []byte) { le.PutUint32(c[stAt:], stNormFloat) }, "code_size at byte"},
+		{"qnorm count", func(c []byte) { le.PutUint64(c[qnormAt:], 255) }, "RQ qnorm at byte"},
+		{"Inf qnorm", func(c []byte) { le.PutUint32(c[qnormAt+8+40:], math.Float32bits(float32(math.Inf(1)))) }, "RQ qnorm at byte"},
+		{"code size", func(c []byte) { le.PutUint64(c[csAt:], 4) }, "code_size at byte"},
+		{"beam", func(c []byte) { le.PutUint32(c[listsAt-9:], 0) }, "RQ max_beam_size at byte"},
+		{"by_residual", func(c []byte) { c[listsAt-5] = 7 }, "by_residual at byte"},
+		{"use_precomputed_table", func(c []byte) { le.PutUint32(c[listsAt-4:], 9) }, "use_precomputed_table at byte"},
+		{"lists code size", func(c []byte) { le.PutUint64(c[listsAt+12:], 2) }, "inverted lists code_size at byte"},
+	} {
+		d := slices.Clone(b)
+		c.edit(d)
+		_, err := readBytes(d, "x.index", nil)
+		if !isParseError(err) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "x.index") {
+			t.Errorf("%s: %v (want an error naming %q)", c.name, err, c.want)
+		}
+	}
 }
 
 // FuzzReadFAISS feeds arbitrary bytes to the FAISS reader: errors are
@@ -935,4 +973,317 @@ func FuzzReadFAISS(f *testing.F) {
 			t.Fatalf("search of an accepted file: %v", err)
 		}
 	})
+}
+
+// rqFileLayout locates the fields of an "IwRQ" file written by Write
+// (empty direct map): the code size, the search type, the end of the
+// qnorm levels and the start of the inverted lists.
+func rqFileLayout(p ivf.Params) (csAt, stAt, qnormAt, listsAt int) {
+	csAt = 4 + 33 + 16 + 4 + 33 + 8 + 4*p.NList*p.D + 9
+	stAt = csAt + 8 + 16 + 8 + 8*p.M + 1 + 8 + 4*p.M*256*p.D
+	qnormAt = stAt + 12 // u64 count, then 256 floats
+	listsAt = qnormAt + 8 + 4*256 + 4 + 4 + 1 + 4
+	return
+}
+
+// rqRecoded rewrites the "IwRQ" file b (written by Write, lists inline)
+// as FAISS would write the same codes with another norm encoding:
+// ST_decompress (no norm in the codes) if perm is nil, else ST_norm_cqint8
+// with the levels renumbered by perm (level i moves to perm[i]) and every
+// code's norm byte with it.
+func rqRecoded(t testing.TB, b []byte, perm []byte) []byte {
+	t.Helper()
+	ff, err := parse(bytesReaderAt(b), int64(len(b)), "rq.index", openRegular)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ff.p
+	csAt, stAt, qnormAt, listsAt := rqFileLayout(p)
+	le := binary.LittleEndian
+	out := slices.Clone(b[:listsAt])
+	tail := out[qnormAt+8+4*256:]
+	if perm == nil {
+		le.PutUint64(out[csAt:], uint64(p.M))
+		le.PutUint32(out[stAt:], stDecompress)
+		out = append(slices.Clone(out[:qnormAt]), tail...)
+	} else {
+		levels := slices.Clone(out[qnormAt+8 : qnormAt+8+4*256])
+		for i := range 256 {
+			copy(out[qnormAt+8+4*int(perm[i]):], levels[4*i:4*i+4])
+		}
+	}
+	cs := p.M + 1
+	out = append(out, "ilar"...)
+	out = le.AppendUint64(out, uint64(p.NList))
+	if perm == nil {
+		cs = p.M
+	}
+	out = le.AppendUint64(out, uint64(cs))
+	out = append(out, "full"...)
+	out = le.AppendUint64(out, uint64(p.NList))
+	for _, n := range ff.sizes {
+		out = le.AppendUint64(out, uint64(n))
+	}
+	for l, n := range ff.sizes {
+		for i := range n {
+			code := b[ff.codeOff[l]+i*int64(p.M+1):][:p.M+1]
+			if perm == nil {
+				out = append(out, code[:p.M]...)
+			} else {
+				out = append(out, code[:p.M]...)
+				out = append(out, perm[code[p.M]])
+			}
+		}
+		out = append(out, b[ff.idOff[l]:ff.idOff[l]+8*n]...)
+	}
+	return out
+}
+
+// TestImportFAISSRQ has FAISS build IndexIVFResidualQuantizer indexes
+// (RQ3x8 with the ST_norm_cqint8 norms Shelf stores: L2 by residual or
+// not, inner product, lists inline and on disk; and with FAISS's default
+// ST_decompress and ST_norm_float, whose norms Shelf re-encodes) and
+// compares Shelf's imports with FAISS's searches: the same ids and
+// distances for cqint8, and for the others a share of common results that
+// must stay high.
+func TestImportFAISSRQ(t *testing.T) {
+	faisstest.Require(t)
+	dir := t.TempDir()
+	const n, d, nq, k, kk, nlist = 5000, 32, 40, 10, 20, 16
+	td := newFAISSTestData(t, dir, n, d, nq)
+	type tcase struct {
+		name, factory, metric, searchType string
+		byResidual                        bool
+		ondisk                            string
+		minAgree                          float64 // 0: results must match
+	}
+	cases := []tcase{
+		{name: "cq8-l2", factory: "IVF16,RQ3x8_Ncqint8", metric: "l2", searchType: "ST_norm_cqint8", byResidual: true},
+		{name: "cq8-ip", factory: "IVF16,RQ3x8_Ncqint8", metric: "ip", searchType: "ST_norm_cqint8", byResidual: true},
+		{name: "cq8-direct", factory: "IVF16,RQ3x8_Ncqint8", metric: "l2", searchType: "ST_norm_cqint8"},
+		{name: "cq8-ondisk", factory: "IVF16,RQ3x8_Ncqint8", metric: "l2", searchType: "ST_norm_cqint8", byResidual: true, ondisk: "cq8.ivfdata"},
+		{name: "decompress", factory: "IVF16,RQ3x8", metric: "l2", searchType: "ST_decompress", byResidual: true, minAgree: 0.9},
+		{name: "normfloat", factory: "IVF16,RQ3x8_Nfloat", metric: "l2", searchType: "ST_norm_float", byResidual: true, minAgree: 0.9},
+	}
+	var tasks []faissTask
+	for _, c := range cases {
+		b := faissTask{"op": "build", "base": td.baseF, "ids": td.idsF, "factory": c.factory, "metric": c.metric,
+			"by_residual": c.byResidual, "out": c.name + ".index"}
+		if c.ondisk != "" {
+			b["ondisk"] = c.ondisk
+		}
+		tasks = append(tasks, b)
+		for _, np := range []int{4, nlist} {
+			tasks = append(tasks, faissTask{"op": "search", "index": c.name + ".index", "queries": td.qF, "k": kk, "nprobe": np,
+				"dist": fmt.Sprintf("%s-%d-d.npy", c.name, np), "labels": fmt.Sprintf("%s-%d-i.npy", c.name, np)})
+		}
+	}
+	unsupported := map[string]string{"rq4bit": "IVF16,RQ3x4", "rq-mixed": "IVF16,RQ1x10_2x8"}
+	for name, f := range unsupported {
+		tasks = append(tasks, faissTask{"op": "build", "base": td.baseF, "factory": f, "metric": "l2", "out": "unsup-" + name + ".index"})
+	}
+	faisstest.RunIO(t, dir, tasks...)
+
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, c.name+".index")
+			info, err := Inspect(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Type != "IndexIVFResidualQuantizer" || info.M != 3 || info.Nbits != 8 || info.SearchType != c.searchType ||
+				info.NTotal != n || info.ByResidual != c.byResidual || (c.ondisk != "") != (info.Lists == "ilod") {
+				t.Fatalf("Inspect: %+v", info)
+			}
+			mem, err := Read(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			disk, err := Import(path, filepath.Join(dir, c.name+"-shelf"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer disk.Close()
+			if err := mem.SameTraining(disk); err != nil {
+				t.Fatal(err)
+			}
+			if p := mem.Params(); !p.RQ || p.M != 3 || p.CodeSize() != 4 || p.ByResidual != c.byResidual || p.NList != nlist {
+				t.Fatalf("params %+v", p)
+			}
+			if q := mem.RQ(); q.BeamSize != 5 || !slices.IsSorted(q.NormLevels) {
+				t.Fatalf("RQ beam %d, norm levels sorted %v", q.BeamSize, slices.IsSorted(q.NormLevels))
+			}
+			for _, np := range []int{4, nlist} {
+				fD, fI := readFAISSResults(t, filepath.Join(dir, fmt.Sprintf("%s-%d-d.npy", c.name, np)), filepath.Join(dir, fmt.Sprintf("%s-%d-i.npy", c.name, np)))
+				for name, ix := range map[string]*ivf.Index{"Read": mem, "Import": disk} {
+					sD, sI, err := ix.Search(td.queries.Data, nq, kk, np)
+					if err != nil {
+						t.Fatal(err)
+					}
+					what := fmt.Sprintf("%s nprobe %d", name, np)
+					if c.minAgree == 0 {
+						compareResults(t, what, nq, kk, k, sD, sI, fD, fI)
+						continue
+					}
+					// Shelf scores with 8-bit norms trained on import,
+					// FAISS with exact ones: compare the top k as sets,
+					// and the distances of the ids both return.
+					common, relErr, pairs := 0, 0.0, 0
+					for q := range nq {
+						for j := range k {
+							id := sI[q*kk+j]
+							if at := slices.Index(fI[q*kk:q*kk+k], id); at >= 0 {
+								common++
+								relErr += math.Abs(float64(sD[q*kk+j]-fD[q*kk+at])) / max(1e-6, math.Abs(float64(fD[q*kk+at])))
+								pairs++
+							}
+						}
+					}
+					agree := float64(common) / float64(nq*k)
+					t.Logf("%s: Shelf and FAISS share %.3f of their top %d; distances of common ids differ by %.4f (mean relative)",
+						what, agree, k, relErr/float64(max(pairs, 1)))
+					if agree < c.minAgree || relErr/float64(max(pairs, 1)) > 0.02 {
+						t.Errorf("%s: agreement %.3f (want >= %.2f), mean relative distance difference %.4f (want <= 0.02)",
+							what, agree, c.minAgree, relErr/float64(max(pairs, 1)))
+					}
+				}
+			}
+		})
+	}
+
+	t.Run("unsorted-levels", func(t *testing.T) {
+		// FAISS's levels in another order, the codes' norm bytes with
+		// them: Shelf sorts the levels, renumbers the bytes, and
+		// searches as before.
+		orig, err := Read(filepath.Join(dir, "cq8-l2.index"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(t.TempDir(), "x.index")
+		if err := Write(orig, tmp, nil); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(tmp)
+		perm := make([]byte, 256)
+		for i := range perm {
+			perm[i] = byte((i*97 + 5) % 256)
+		}
+		shuffled, err := readBytes(rqRecoded(t, b, perm), "shuffled.index", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(shuffled.RQ().NormLevels, orig.RQ().NormLevels) {
+			t.Fatal("the norm levels differ after sorting")
+		}
+		sameLists(t, orig, shuffled)
+	})
+
+	t.Run("refusals", func(t *testing.T) {
+		for name, msg := range map[string]string{"rq4bit": "nbits = 4", "rq-mixed": "nbits = 10"} {
+			_, err := Read(filepath.Join(dir, "unsup-"+name+".index"))
+			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), msg) {
+				t.Errorf("%s: %v (want ErrUnsupported naming %s)", name, err, msg)
+			}
+		}
+	})
+}
+
+// TestExportFAISSRQ has Shelf build IVF,RQ indexes (L2 by residual or
+// not, inner product), exports them (lists inline and on disk) and
+// requires FAISS to read them as IndexIVFResidualQuantizer with
+// ST_norm_cqint8, write them back byte for byte, and return Shelf's ids
+// and distances; Shelf reads its exports back unchanged.
+func TestExportFAISSRQ(t *testing.T) {
+	faisstest.Require(t)
+	dir := t.TempDir()
+	const n, d, nq, k, kk, nlist = 4000, 32, 40, 10, 20, 16
+	td := newFAISSTestData(t, dir, n, d, nq)
+	cases := []struct {
+		name       string
+		metric     ivf.Metric
+		byResidual bool
+	}{{"rq-l2", ivf.L2, true}, {"rq-ip", ivf.InnerProduct, true}, {"rq-l2-direct", ivf.L2, false}}
+	indexes := map[string]*ivf.Index{}
+	var tasks []faissTask
+	for _, c := range cases {
+		ix := shelfTestIndex(t, "IVF16,RQ3x8", c.metric, c.byResidual, td)
+		indexes[c.name] = ix
+		for _, ondisk := range []bool{false, true} {
+			name := c.name
+			opts := &ExportOptions{}
+			if ondisk {
+				name += "-od"
+				opts.OnDiskData = filepath.Join(dir, name+".ivfdata")
+			}
+			if err := Write(ix, filepath.Join(dir, name+".index"), opts); err != nil {
+				t.Fatal(err)
+			}
+			tasks = append(tasks, faissTask{"op": "info", "index": name + ".index", "out": name + ".json"},
+				faissTask{"op": "rewrite", "index": name + ".index", "out": name + "-rewritten.index"})
+			for _, np := range []int{4, nlist} {
+				tasks = append(tasks, faissTask{"op": "search", "index": name + ".index", "queries": td.qF, "k": kk, "nprobe": np,
+					"dist": fmt.Sprintf("%s-%d-d.npy", name, np), "labels": fmt.Sprintf("%s-%d-i.npy", name, np)})
+			}
+		}
+	}
+	faisstest.RunIO(t, dir, tasks...)
+
+	for _, c := range cases {
+		ix := indexes[c.name]
+		for _, ondisk := range []bool{false, true} {
+			name := c.name
+			if ondisk {
+				name += "-od"
+			}
+			t.Run(name, func(t *testing.T) {
+				var info struct {
+					Type     string `json:"type"`
+					NTotal   int64  `json:"ntotal"`
+					Metric   string `json:"metric"`
+					CodeSize int    `json:"code_size"`
+					RQ       struct {
+						M          int  `json:"M"`
+						SearchType int  `json:"search_type"`
+						Beam       int  `json:"max_beam_size"`
+						TrainType  int  `json:"train_type"`
+						ByResidual bool `json:"by_residual"`
+					} `json:"rq"`
+				}
+				raw, err := os.ReadFile(filepath.Join(dir, name+".json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := json.Unmarshal(raw, &info); err != nil {
+					t.Fatal(err)
+				}
+				wantMetric := map[ivf.Metric]string{ivf.L2: "l2", ivf.InnerProduct: "ip"}[c.metric]
+				if info.Type != "IndexIVFResidualQuantizer" || info.NTotal != n || info.Metric != wantMetric || info.CodeSize != 4 ||
+					info.RQ.M != 3 || info.RQ.SearchType != stNormCqint8 || info.RQ.Beam != ix.RQ().BeamSize ||
+					info.RQ.TrainType != rqTrainDefault || info.RQ.ByResidual != c.byResidual {
+					t.Fatalf("FAISS read %s", raw)
+				}
+				ours, _ := os.ReadFile(filepath.Join(dir, name+".index"))
+				theirs, _ := os.ReadFile(filepath.Join(dir, name+"-rewritten.index"))
+				if !bytes.Equal(ours, theirs) {
+					t.Errorf("FAISS's write_index of the export differs from it (%d vs %d bytes)", len(theirs), len(ours))
+				}
+				back, err := Read(filepath.Join(dir, name+".index"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := ix.SameTraining(back); err != nil {
+					t.Fatal(err)
+				}
+				sameLists(t, ix, back)
+				for _, np := range []int{4, nlist} {
+					fD, fI := readFAISSResults(t, filepath.Join(dir, fmt.Sprintf("%s-%d-d.npy", name, np)), filepath.Join(dir, fmt.Sprintf("%s-%d-i.npy", name, np)))
+					sD, sI, err := ix.Search(td.queries.Data, nq, kk, np)
+					if err != nil {
+						t.Fatal(err)
+					}
+					compareResults(t, fmt.Sprintf("nprobe %d", np), nq, kk, k, sD, sI, fD, fI)
+				}
+			})
+		}
+	}
 }

@@ -58,7 +58,8 @@ func Inspect(path string) (*Info, error) {
 	return &info, nil
 }
 
-// Read reads a FAISS IndexIVFPQ or IndexIVFFlat file (as written by
+// Read reads a FAISS IndexIVFPQ, IndexIVFFlat or IndexIVFResidualQuantizer
+// file (as written by
 // faiss.write_index; lists inline or in an OnDiskInvertedLists data file)
 // into an in-memory index. For files larger than memory use Import.
 func Read(path string) (*ivf.Index, error) { return ReadWith(path, nil) }
@@ -96,7 +97,23 @@ func (ff *indexFile) create(dir string, opts *ImportOptions) (*ivf.Index, error)
 	if opts != nil && opts.Cosine {
 		p.Metric = ivf.Cosine
 	}
-	model, err := ivf.NewTrained(p, ff.cents, ff.q)
+	src := newListSource(ff)
+	var model *ivf.Index
+	var err error
+	if ff.rq != nil {
+		if ff.rqc.derive && !ff.rq.Trained() {
+			// Norm levels for the norms Shelf re-encodes; the quantizer
+			// is the file's, not shared: set them once.
+			lv, err := src.rqNormLevels()
+			if err != nil {
+				return nil, err
+			}
+			ff.rq.NormLevels = lv
+		}
+		model, err = ivf.NewTrainedRQ(p, ff.cents, ff.rq)
+	} else {
+		model, err = ivf.NewTrained(p, ff.cents, ff.q)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -104,18 +121,23 @@ func (ff *indexFile) create(dir string, opts *ImportOptions) (*ivf.Index, error)
 	if opts != nil && opts.Progress != nil {
 		progress = func(done, total int64) { opts.Progress("import", done, total) }
 	}
-	return ivf.CreateFrom(model, newListSource(ff), dir, ff.info.NTotal, progress)
+	return ivf.CreateFrom(model, src, dir, ff.info.NTotal, progress)
 }
 
-// Import reads a FAISS IndexIVFPQ or IndexIVFFlat file (as written by
-// faiss.write_index) into a new index directory dir, made by
+// Import reads a FAISS IndexIVFPQ, IndexIVFFlat or
+// IndexIVFResidualQuantizer file (as written by faiss.write_index) into a new index directory dir, made by
 // ivf.CreateFrom as ToDisk makes one: the lists go into the store with
 // its two-pass merge, streamed from the FAISS file (or its
 // OnDiskInvertedLists data file) with positioned reads, so the file never
 // has to fit in memory, and the model is written last.
 //
-// Supported: IndexIVFPQ (8-bit codes, by residual or not) and
-// IndexIVFFlat, L2 or inner product, with an IndexFlatL2/IP coarse
+// Supported: IndexIVFPQ (8-bit codes, by residual or not),
+// IndexIVFFlat, and IndexIVFResidualQuantizer of 8-bit layers (by residual
+// or not; its codes taken as they are for ST_norm_cqint8, FAISS's
+// IVF<n>,RQ<M>x8_Ncqint8; for the other search types, FAISS's default
+// ST_decompress included, the norm byte is re-encoded from the decoded
+// layers against 256 levels trained on up to 65,536 codes, and searches
+// then score with these 8-bit norms), L2 or inner product, with an IndexFlatL2/IP coarse
 // quantizer, lists inline ("ilar") or on disk ("ilod": the data file
 // named in the index, or if it is not found there, the file of that name
 // next to the index file). Other types, and the id -1 (FAISS's empty

@@ -236,6 +236,17 @@ func (s *listSource) ListLen(l int) (int, error) {
 	return int(s.ff.sizes[l]), nil
 }
 
+// readAt reads b at byte at of the file holding the lists: what of list l.
+func (s *listSource) readAt(b []byte, at int64, l int, what string) error {
+	if _, err := s.ff.data.ReadAt(b, at); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: FAISS file %s: %s of list %d at byte %d: file ends early (changed since it was opened?)", ivf.ErrCorrupt, s.ff.dname, what, l, at)
+		}
+		return fmt.Errorf("faissio: read FAISS file %s: %w", s.ff.dname, err)
+	}
+	return nil
+}
+
 func (s *listSource) ReadList(l int) ([]int64, []byte, error) {
 	if l < 0 || l >= len(s.ff.sizes) {
 		return nil, nil, fmt.Errorf("%w: list %d of %d", ivf.ErrInput, l, len(s.ff.sizes))
@@ -244,22 +255,16 @@ func (s *listSource) ReadList(l int) ([]int64, []byte, error) {
 	if n == 0 {
 		return nil, nil, nil
 	}
-	codes := make([]byte, n*int64(s.cs))
+	codes := make([]byte, n*int64(s.ff.fileCS))
 	raw := make([]byte, 8*n)
-	read := func(b []byte, at int64, what string) error {
-		if _, err := s.ff.data.ReadAt(b, at); err != nil {
-			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("%w: FAISS file %s: %s of list %d at byte %d: file ends early (changed since it was opened?)", ivf.ErrCorrupt, s.ff.dname, what, l, at)
-			}
-			return fmt.Errorf("faissio: read FAISS file %s: %w", s.ff.dname, err)
-		}
-		return nil
-	}
-	if err := read(codes, s.ff.codeOff[l], "codes"); err != nil {
+	if err := s.readAt(codes, s.ff.codeOff[l], l, "codes"); err != nil {
 		return nil, nil, err
 	}
-	if err := read(raw, s.ff.idOff[l], "ids"); err != nil {
+	if err := s.readAt(raw, s.ff.idOff[l], l, "ids"); err != nil {
 		return nil, nil, err
+	}
+	if s.ff.rqc != nil {
+		codes = s.ff.rqc.convert(codes, int(n))
 	}
 	if s.ff.p.Flat {
 		for i := 0; i < len(codes); i += 4 {

@@ -8,6 +8,7 @@ import (
 	"github.com/shelfdb/shelf/internal/vecmath"
 	"github.com/shelfdb/shelf/ivf"
 	"github.com/shelfdb/shelf/pq"
+	"github.com/shelfdb/shelf/rq"
 )
 
 // ErrUnsupported marks a FAISS file of a kind Shelf does not read: another
@@ -22,16 +23,23 @@ const (
 
 // Info describes a FAISS index file.
 type Info struct {
-	// Type is the FAISS class: "IndexIVFPQ" or "IndexIVFFlat".
+	// Type is the FAISS class: "IndexIVFPQ", "IndexIVFFlat" or
+	// "IndexIVFResidualQuantizer".
 	Type string
-	// FourCC is the file's type tag ("IwPQ", "IwFl", or a legacy one).
+	// FourCC is the file's type tag ("IwPQ", "IwFl", "IwRQ", or a legacy
+	// one).
 	FourCC string
 	// Quantizer is the coarse quantizer's class: "IndexFlatL2",
 	// "IndexFlatIP" or "IndexFlat".
 	Quantizer string
 	D, NList  int
-	// M and Nbits describe the PQ (0 for IVF-Flat).
+	// M and Nbits describe the PQ, or the RQ's layers (0 for IVF-Flat).
 	M, Nbits int
+	// SearchType is the FAISS search type of an IndexIVFResidualQuantizer
+	// ("ST_norm_cqint8", "ST_decompress", ...): how its codes store the
+	// norm. Import takes ST_norm_cqint8 codes as they are and re-encodes
+	// the norm of the others (see Import).
+	SearchType string
 	// Metric is ivf.L2 or ivf.InnerProduct.
 	Metric     ivf.Metric
 	ByResidual bool
@@ -156,6 +164,9 @@ type indexFile struct {
 	p       ivf.Params
 	cents   []float32
 	q       *pq.PQ
+	rq      *rq.RQ
+	rqc     *rqCodes // how an RQ file's codes become Shelf's
+	fileCS  int      // the bytes of a code in the file
 	sizes   []int64
 	codeOff []int64
 	idOff   []int64
@@ -194,14 +205,17 @@ func parse(ra io.ReaderAt, size int64, name string, open func(string) (dataFile,
 		info.Type = "IndexIVFPQ"
 	case "IwFl", "IvFL", "IvFl":
 		info.Type = "IndexIVFFlat"
+	case "IwRQ":
+		info.Type = "IndexIVFResidualQuantizer"
 	default:
 		if !printableTag(top) {
 			return nil, r.corrupt("index type", 0, "%q is not a FAISS index type: not a FAISS index file", top)
 		}
-		return nil, r.unsupported("index type %s is not supported; Shelf reads IndexIVFPQ (\"IwPQ\") and IndexIVFFlat (\"IwFl\")", typeName(top))
+		return nil, r.unsupported("index type %s is not supported; Shelf reads IndexIVFPQ (\"IwPQ\"), IndexIVFFlat (\"IwFl\") and IndexIVFResidualQuantizer (\"IwRQ\")", typeName(top))
 	}
 	legacy := top[1] == 'v'
 	flat := info.Type == "IndexIVFFlat"
+	isRQ := top == "IwRQ"
 	h, err := r.header("index header")
 	if err != nil {
 		return nil, err
@@ -312,7 +326,12 @@ func parse(ra io.ReaderAt, size int64, name string, open func(string) (dataFile,
 
 	cs := 4 * h.d
 	info.ByResidual = true
-	if !flat {
+	if isRQ {
+		if err := ff.parseRQ(r, h.d); err != nil {
+			return nil, err
+		}
+		cs = ff.fileCS
+	} else if !flat {
 		if info.ByResidual, err = r.bool("by_residual"); err != nil {
 			return nil, err
 		}
@@ -363,7 +382,8 @@ func parse(ra io.ReaderAt, size int64, name string, open func(string) (dataFile,
 		info.M, info.Nbits = int(pm), int(nbits)
 		cs = int(c)
 	}
-	ff.p = ivf.Params{D: h.d, NList: int(nlist), M: info.M, Nbits: info.Nbits, Flat: flat, Metric: info.Metric, ByResidual: info.ByResidual}
+	ff.fileCS = cs
+	ff.p = ivf.Params{D: h.d, NList: int(nlist), M: info.M, Nbits: info.Nbits, Flat: flat, RQ: isRQ, Metric: info.Metric, ByResidual: info.ByResidual}
 	if flat {
 		ff.p.Nbits = 8 // as the factory sets it
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/shelfdb/shelf/ivf"
+	"github.com/shelfdb/shelf/rq"
 )
 
 // ExportOptions tune Write.
@@ -63,6 +64,11 @@ func (w *writer) u64(v uint64) {
 }
 
 func (w *writer) tag(s string) { w.bytes([]byte(s)) }
+
+func (w *writer) f32(v float32) {
+	binary.LittleEndian.PutUint32(w.b[:4], math.Float32bits(v))
+	w.bytes(w.b[:4])
+}
 
 func (w *writer) floats(v []float32) {
 	w.u64(uint64(len(v)))
@@ -147,7 +153,8 @@ func (c *createAtomic) commit() error {
 }
 
 // Write writes ix as a FAISS index file that faiss.read_index (FAISS
-// 1.7.3 and later) reads: IndexIVFPQ or IndexIVFFlat with an IndexFlatL2 /
+// 1.7.3 and later) reads: IndexIVFPQ, IndexIVFFlat or (IVF,RQ)
+// IndexIVFResidualQuantizer with an IndexFlatL2 /
 // IndexFlatIP quantizer holding the centroids, nprobe 1, lists inline
 // (ArrayInvertedLists) or, with opts.OnDiskData, in a separate
 // OnDiskInvertedLists data file. The lists are streamed from a snapshot
@@ -165,6 +172,10 @@ func (c *createAtomic) commit() error {
 // codes also in the order, since a decoded vector is not of unit norm,
 // and the inner product with it is the less accurate ranking (see the
 // README).
+//
+// An IVF,RQ index is written as FAISS's IVF<n>,RQ<M>x8_Ncqint8 (search
+// type ST_norm_cqint8, Shelf's norm levels as its qnorm), whose codes are
+// Shelf's byte for byte and which FAISS scores as Shelf does (see writeRQ).
 func Write(ix *ivf.Index, path string, opts *ExportOptions) error {
 	if !ix.IsTrained() {
 		return ivf.ErrNotTrained
@@ -215,9 +226,12 @@ func Write(ix *ivf.Index, path string, opts *ExportOptions) error {
 		}
 	}()
 	w := idx.w
-	if p.Flat {
+	switch {
+	case p.Flat:
 		w.tag("IwFl")
-	} else {
+	case p.RQ:
+		w.tag("IwRQ")
+	default:
 		w.tag("IwPQ")
 	}
 	w.header(p.D, total, metric)
@@ -232,7 +246,9 @@ func Write(ix *ivf.Index, path string, opts *ExportOptions) error {
 	w.floats(ix.Centroids())
 	w.u8(0) // no direct map
 	w.u64(0)
-	if !p.Flat {
+	if p.RQ {
+		writeRQ(w, ix.RQ(), p.ByResidual)
+	} else if !p.Flat {
 		if p.ByResidual {
 			w.u8(1)
 		} else {
@@ -330,4 +346,37 @@ func Write(ix *ivf.Index, path string, opts *ExportOptions) error {
 	err = idx.commit()
 	idx = nil
 	return err
+}
+
+// writeRQ writes the code size, the ResidualQuantizer, by_residual and
+// use_precomputed_table of an "IwRQ" file (layout in rqfile.go). FAISS
+// searches ST_norm_cqint8 codes with tables, as Shelf does: ||q - c||^2 +
+// level[norm byte] - 2 <q - c, decoded> by residual for L2 (||q||^2 +
+// level - 2 <q, decoded> otherwise), <q, c> + <q, decoded> for inner
+// product. norm_min and norm_max are, in FAISS, the extreme squared norms
+// of the training set, which cqint8 codes do not use; Shelf did not keep
+// them and writes the extreme levels. train_type is FAISS's Train_default
+// (plain k-means per layer, as Shelf trains).
+func writeRQ(w *writer, q *rq.RQ, byResidual bool) {
+	w.u64(uint64(q.CodeSize()))
+	w.u64(uint64(q.D))
+	w.u64(uint64(q.M))
+	w.u64(uint64(q.M)) // nbits, one per layer
+	for range q.M {
+		w.u64(8)
+	}
+	w.u8(1) // is_trained
+	w.floats(q.Codebooks)
+	w.i32(stNormCqint8)
+	w.f32(q.NormLevels[0])
+	w.f32(q.NormLevels[len(q.NormLevels)-1])
+	w.floats(q.NormLevels) // qnorm
+	w.i32(rqTrainDefault)
+	w.i32(int32(max(1, q.BeamSize)))
+	if byResidual {
+		w.u8(1)
+	} else {
+		w.u8(0)
+	}
+	w.i32(0) // use_precomputed_table
 }

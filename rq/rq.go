@@ -426,6 +426,18 @@ func (r *RQ) checkTable(q, table []float32) {
 	}
 }
 
+// TrainNormLevels returns Ksub norm levels (ascending) for the squared
+// norms of decoded vectors, as Train sets NormLevels: the 1D k-means of
+// the norms. For codes whose norms were stored another way (a FAISS file
+// of another search type), so that NormCode can re-encode them. It needs
+// at least one norm, all finite.
+func TrainNormLevels(norms []float32) ([]float32, error) {
+	if len(norms) == 0 || !finite(norms) {
+		return nil, fmt.Errorf("%w: norm levels from %d norms (none, or not all finite)", ErrInvalid, len(norms))
+	}
+	return quantize1D(norms, Ksub), nil
+}
+
 // quantize1D returns k levels (ascending) minimizing the squared error of
 // v by Lloyd's algorithm in one dimension, started from the quantiles
 // (FAISS trains its norm levels with an exact 1D k-means; this comes

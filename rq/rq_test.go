@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/shelfdb/shelf/internal/synth"
@@ -248,4 +249,29 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+// TestTrainNormLevels: 256 ascending levels within the norms' range, each
+// norm coded near its value; no norms or a NaN is an error.
+func TestTrainNormLevels(t *testing.T) {
+	norms := make([]float32, 5000)
+	for i := range norms {
+		norms[i] = float32(i%1000) / 10
+	}
+	lv, err := TrainNormLevels(norms)
+	if err != nil || len(lv) != Ksub || !slices.IsSorted(lv) || lv[0] < 0 || lv[Ksub-1] > 99.9 {
+		t.Fatalf("levels %v, %v", lv, err)
+	}
+	r := &RQ{NormLevels: lv}
+	for _, v := range norms {
+		if e := math.Abs(float64(lv[r.NormCode(v)] - v)); e > 0.5 {
+			t.Fatalf("norm %g coded as %g", v, lv[r.NormCode(v)])
+		}
+	}
+	if _, err := TrainNormLevels(nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("no norms: %v", err)
+	}
+	if _, err := TrainNormLevels([]float32{1, float32(math.NaN())}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("NaN norm: %v", err)
+	}
 }

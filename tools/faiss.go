@@ -11,8 +11,8 @@ import (
 )
 
 func init() {
-	register("import-faiss", "read a FAISS IndexIVFPQ / IndexIVFFlat file into a new on-disk index", runImportFAISS)
-	register("export-faiss", "write an index as a FAISS index file (lists inline or OnDiskInvertedLists)", runExportFAISS)
+	register("import-faiss", "read a FAISS IndexIVFPQ / IndexIVFFlat / IndexIVFResidualQuantizer file into a new on-disk index", runImportFAISS)
+	register("export-faiss", "write an index as a FAISS index file: IVF,PQ / IVF,Flat / IVF,RQ (as RQ<M>x8_Ncqint8); lists inline or OnDiskInvertedLists", runExportFAISS)
 }
 
 // faissModel describes a FAISS index in one line.
@@ -20,6 +20,13 @@ func faissModel(info *faissio.Info) string {
 	s := fmt.Sprintf("%s (%q), d=%d, nlist=%d", info.Type, info.FourCC, info.D, info.NList)
 	if info.M > 0 {
 		s += fmt.Sprintf(", M=%d (%d-bit codes)", info.M, info.Nbits)
+		switch info.SearchType {
+		case "":
+		case "ST_norm_cqint8":
+			s += ", norms " + info.SearchType
+		default:
+			s += ", norms " + info.SearchType + " (re-encoded as 8-bit norm levels)"
+		}
 		if info.ByResidual {
 			s += ", by residual"
 		} else {
@@ -37,7 +44,7 @@ func runImportFAISS(env *Env) error {
 	fs := newFlags(env, "import-faiss", "import-faiss --faiss FILE --index DIR [--cosine] [--quiet]",
 		"shelf import-faiss --faiss sift.index --index /data/sift\n"+
 			"shelf import-faiss --faiss populated.index --index /data/big   # ilod: its .ivfdata is found where the index says, or next to it")
-	in := fs.String("faiss", "", "FAISS index file (faiss.write_index of an IndexIVFPQ or IndexIVFFlat)")
+	in := fs.String("faiss", "", "FAISS index file (faiss.write_index of an IndexIVFPQ, IndexIVFFlat or IndexIVFResidualQuantizer with 8-bit layers; RQ norms other than _Ncqint8 are re-encoded as 8-bit levels)")
 	dir := fs.String("index", "", "index directory to create (must not exist or be empty)")
 	cosine := fs.Bool("cosine", false, "the index holds L2-normalized vectors: import it as a cosine index (Shelf normalizes queries and adds)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
