@@ -20,6 +20,8 @@ type quantizer interface {
 	distanceTable(q, t []float32)
 	// ipTable: entries summing to <q, decoded>.
 	ipTable(q, t []float32)
+	// ipTables: ipTable of nq queries, nq rows of tables()*256.
+	ipTables(q []float32, nq int, t []float32)
 	// normTable: entries summing to ||decoded||^2.
 	normTable(t []float32)
 	encode(x []float32, n int, codes []byte, threads int)
@@ -30,9 +32,15 @@ type quantizer interface {
 
 type pqQuantizer struct{ *pq.PQ }
 
-func (q pqQuantizer) tables() int                         { return q.M }
-func (q pqQuantizer) distanceTable(x, t []float32)        { q.ComputeDistanceTable(x, t) }
-func (q pqQuantizer) ipTable(x, t []float32)              { q.ComputeInnerProductTable(x, t) }
+func (q pqQuantizer) tables() int                  { return q.M }
+func (q pqQuantizer) distanceTable(x, t []float32) { q.ComputeDistanceTable(x, t) }
+func (q pqQuantizer) ipTable(x, t []float32)       { q.ComputeInnerProductTable(x, t) }
+func (q pqQuantizer) ipTables(x []float32, n int, t []float32) {
+	mk := q.M * q.Ksub
+	for i := range n {
+		q.ComputeInnerProductTable(x[i*q.D:(i+1)*q.D], t[i*mk:(i+1)*mk])
+	}
+}
 func (q pqQuantizer) decode(c []byte, n int, x []float32) { q.Decode(c, n, x) }
 func (q pqQuantizer) floats() int64                       { return int64(2 * len(q.Centroids)) } // and transposed
 func (q pqQuantizer) marshal() ([]byte, error)            { return q.MarshalBinary() }
@@ -59,9 +67,12 @@ const rqRefine = 2
 func (q rqQuantizer) tables() int                  { return q.Tables() }
 func (q rqQuantizer) distanceTable(x, t []float32) { q.ComputeDistanceTable(x, t) }
 func (q rqQuantizer) ipTable(x, t []float32)       { q.ComputeInnerProductTable(x, t) }
-func (q rqQuantizer) normTable(t []float32)        { q.NormTable(t) }
-func (q rqQuantizer) floats() int64                { return int64(2*len(q.Codebooks) + len(q.NormLevels)) }
-func (q rqQuantizer) marshal() ([]byte, error)     { return q.MarshalBinary() }
+func (q rqQuantizer) ipTables(x []float32, n int, t []float32) {
+	q.ComputeInnerProductTables(x, n, t)
+}
+func (q rqQuantizer) normTable(t []float32)    { q.NormTable(t) }
+func (q rqQuantizer) floats() int64            { return int64(2*len(q.Codebooks) + len(q.NormLevels)) }
+func (q rqQuantizer) marshal() ([]byte, error) { return q.MarshalBinary() }
 
 // The index checks sizes before it encodes or decodes, so the errors of
 // the rq calls are programming errors.

@@ -350,21 +350,20 @@ func (ix *Index) scanRequest(snap Snapshot, qs []float32, nq, nprobe, k int, own
 func (ix *Index) queryTables(qs []float32, nq int, out []float32) {
 	d, mk := ix.p.D, ix.quant.tables()*256
 	vecmath.ParallelFor(nq, 16, ix.Threads, func(lo, hi, _ int) {
-		for qi := lo; qi < hi; qi++ {
-			t := out[qi*mk : (qi+1)*mk]
-			qv := qs[qi*d : (qi+1)*d]
-			switch {
-			case ix.p.Metric == InnerProduct:
-				ix.quant.ipTable(qv, t)
-				for i := range t {
-					t[i] = -t[i]
-				}
-			case !ix.p.ByResidual:
-				ix.quant.distanceTable(qv, t)
-			default:
-				ix.quant.ipTable(qv, t)
-				vecmath.Axpy(t, -3, t) // t = -2 t
+		t, qv := out[lo*mk:hi*mk], qs[lo*d:hi*d]
+		switch {
+		case ix.p.Metric == InnerProduct:
+			ix.quant.ipTables(qv, hi-lo, t)
+			for i := range t {
+				t[i] = -t[i]
 			}
+		case !ix.p.ByResidual:
+			for qi := range hi - lo {
+				ix.quant.distanceTable(qv[qi*d:(qi+1)*d], t[qi*mk:(qi+1)*mk])
+			}
+		default:
+			ix.quant.ipTables(qv, hi-lo, t)
+			vecmath.Axpy(t, -3, t) // t = -2 t
 		}
 	})
 }

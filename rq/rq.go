@@ -45,6 +45,7 @@ type RQ struct {
 
 	cn []float32 // ||codeword||^2, M*Ksub
 	ct []float32 // codebooks transposed per layer (m, coordinate, k)
+	cp *vecmath.Packed
 }
 
 // New returns an untrained residual quantizer of m layers of 8-bit codes
@@ -99,6 +100,7 @@ func (r *RQ) Prepare() {
 	d := r.D
 	r.cn = make([]float32, r.M*Ksub)
 	r.ct = make([]float32, r.M*Ksub*d)
+	r.cp = vecmath.Pack(r.Codebooks, r.M*Ksub, d)
 	for m := range r.M {
 		c := r.Layer(m)
 		vecmath.Norms2(c, d, r.cn[m*Ksub:(m+1)*Ksub])
@@ -392,6 +394,29 @@ func (r *RQ) ComputeInnerProductTable(q, table []float32) {
 		vecmath.GemvT(table[m*Ksub:(m+1)*Ksub], q[:r.D], r.ct[m*Ksub*r.D:(m+1)*Ksub*r.D], Ksub)
 	}
 	clear(table[r.M*Ksub : (r.M+1)*Ksub])
+}
+
+// ComputeInnerProductTables fills the inner-product tables of nq
+// queries (nq rows of (M+1)*Ksub floats, each as
+// ComputeInnerProductTable's) with one blocked matrix product of the
+// queries and all codewords: the fast way for a block of queries.
+func (r *RQ) ComputeInnerProductTables(q []float32, nq int, tables []float32) {
+	mk, tk := r.M*Ksub, (r.M+1)*Ksub
+	if nq < 0 || len(q) < nq*r.D || len(tables) < nq*tk {
+		panic(fmt.Sprintf("rq: tables of %d queries from %d floats into %d", nq, len(q), len(tables)))
+	}
+	if nq == 0 {
+		return
+	}
+	r.checkTable(q, tables)
+	// The products land in the first nq*mk floats; rows are then moved
+	// to their place from the last down (row i moves up by i*Ksub), so
+	// nothing is overwritten before it is moved.
+	r.cp.InnerProducts(q[:nq*r.D], nq, tables[:nq*mk])
+	for i := nq - 1; i >= 0; i-- {
+		copy(tables[i*tk:i*tk+mk], tables[i*mk:(i+1)*mk])
+		clear(tables[i*tk+mk : (i+1)*tk])
+	}
 }
 
 // ComputeDistanceTable fills table ((M+1)*Ksub floats) so that the sum of

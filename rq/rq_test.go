@@ -138,6 +138,26 @@ func TestTables(t *testing.T) {
 	q.ComputeDistanceTable(qv, dt)
 	q.ComputeInnerProductTable(qv, it)
 	q.NormTable(nt)
+	// The batch tables equal the single ones to rounding.
+	qs := make([]float32, 5*16)
+	for j := range qs {
+		qs[j] = float32(rng.NormFloat64())
+	}
+	copy(qs[2*16:], qv)
+	bt := make([]float32, 5*q.Tables()*Ksub)
+	for j := range bt {
+		bt[j] = float32(math.NaN()) // every entry must be written
+	}
+	q.ComputeInnerProductTables(qs, 5, bt)
+	for i := range 5 {
+		one := make([]float32, q.Tables()*Ksub)
+		q.ComputeInnerProductTable(qs[i*16:(i+1)*16], one)
+		for j, v := range one {
+			if w := bt[i*len(one)+j]; math.Abs(float64(w-v)) > 1e-4*(1+math.Abs(float64(v))) || math.IsNaN(float64(w)) {
+				t.Fatalf("query %d entry %d: batch table %g, single %g", i, j, w, v)
+			}
+		}
+	}
 	y := make([]float32, 16)
 	var sumNormErr float64
 	for i := range n {

@@ -94,8 +94,28 @@ func innerProducts(x []float32, nx int, y []float32, ny int, d int, out []float3
 		innerProductsGeneric(x, nx, y, ny, d, out)
 		return
 	}
+	innerProductsPanels(x, nx, packPanels(y, ny, d, 1), ny, d, out)
+}
+
+// packFor packs y for Packed, when the kernels use panels.
+func packFor(y []float32, ny, d int) []float32 {
+	if !useAVX2 {
+		return nil
+	}
+	return packPanels(y, ny, d, 1)
+}
+
+func innerProductsPacked(x []float32, nx int, p *Packed, out []float32) {
+	if p.panels == nil || !useAVX2 || nx < 4 {
+		innerProductsGeneric(x, nx, p.y, p.ny, p.d, out)
+		return
+	}
+	innerProductsPanels(x, nx, p.panels, p.ny, p.d, out)
+}
+
+// innerProductsPanels is innerProducts with y already packed.
+func innerProductsPanels(x []float32, nx int, packed []float32, ny, d int, out []float32) {
 	np := (ny + panelWidth - 1) / panelWidth
-	packed := packPanels(y, ny, d, 1)
 	chunk := panelChunk(d)
 	var tile [4 * panelWidth]float32
 	xpad := make([]float32, 4*d)

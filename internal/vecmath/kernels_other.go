@@ -9,6 +9,12 @@ func innerProducts(x []float32, nx int, y []float32, ny int, d int, out []float3
 	innerProductsGeneric(x, nx, y, ny, d, out)
 }
 
+func packFor(y []float32, ny, d int) []float32 { return nil }
+
+func innerProductsPacked(x []float32, nx int, p *Packed, out []float32) {
+	innerProductsGeneric(x, nx, p.y, p.ny, p.d, out)
+}
+
 func argMinL2(x []float32, nx int, y []float32, ny int, d int, yNorms []float32, outIdx []int32, outDist []float32, threads int) {
 	argMinL2Generic(x, nx, y, ny, d, yNorms, outIdx, outDist, threads)
 }

@@ -73,6 +73,38 @@ func InnerProducts(x []float32, nx int, y []float32, ny int, d int, out []float3
 	innerProducts(x, nx, y, ny, d, out)
 }
 
+// Packed is the y of InnerProducts prepared once for many calls (a
+// quantizer's codebooks against blocks of queries): the kernels' panel
+// layout is made by Pack instead of by every call. It keeps y, which must
+// not change.
+type Packed struct {
+	y, panels []float32
+	ny, d     int
+}
+
+// Pack prepares the ny rows of y (row length d) for InnerProducts.
+func Pack(y []float32, ny, d int) *Packed {
+	checkMatrix("Pack", "y", y, ny, d)
+	return &Packed{y: y[:ny*d], panels: packFor(y, ny, d), ny: ny, d: d}
+}
+
+// InnerProducts is the package's InnerProducts(x, nx, y, ny, d, out) for
+// the y p was made from.
+func (p *Packed) InnerProducts(x []float32, nx int, out []float32) {
+	checkMatrix("InnerProducts", "x", x, nx, p.d)
+	if len(out) < nx*p.ny {
+		panic(fmt.Sprintf("vecmath: InnerProducts out has %d elements, need %d", len(out), nx*p.ny))
+	}
+	if nx == 0 || p.ny == 0 {
+		return
+	}
+	if p.d == 0 {
+		clear(out[:nx*p.ny])
+		return
+	}
+	innerProductsPacked(x, nx, p, out)
+}
+
 // L2SqrBatch writes out[i*ny+j] = ||x_i - y_j||^2 computed as
 // ||x_i||^2 + ||y_j||^2 - 2<x_i, y_j>, clamped at 0 because the expansion can
 // go slightly negative through cancellation. yNorms holds the squared norms of

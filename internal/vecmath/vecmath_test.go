@@ -124,6 +124,24 @@ func TestInnerProductsFastMatchesGeneric(t *testing.T) {
 	}
 }
 
+// A Packed y gives InnerProducts' results, bit for bit.
+func TestPackedInnerProducts(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, tc := range []struct{ nx, ny, d int }{{1, 5, 3}, {4, 16, 8}, {17, 40, 33}, {16, 512, 64}} {
+		x := randMatrix(r, tc.nx, tc.d)
+		y := randMatrix(r, tc.ny, tc.d)
+		want := make([]float32, tc.nx*tc.ny)
+		InnerProducts(x, tc.nx, y, tc.ny, tc.d, want)
+		got := make([]float32, tc.nx*tc.ny)
+		Pack(y, tc.ny, tc.d).InnerProducts(x, tc.nx, got)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%+v: entry %d: packed %v, InnerProducts %v", tc, i, got[i], want[i])
+			}
+		}
+	}
+}
+
 func TestL2SqrBatch(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	nx, ny, d := 6, 21, 24
