@@ -40,7 +40,11 @@ func TestRQIndex(t *testing.T) {
 	const n, d, nq, k = 6000, 32, 40, 10
 	x := blobs(n, d, 30, 41)
 	q := blobs(nq, d, 30, 42)
-	for _, metric := range []Metric{L2, InnerProduct, Cosine} {
+	metrics := []Metric{L2, InnerProduct, Cosine}
+	if testing.Short() {
+		metrics = metrics[:1] // the race detector's run; the full run has all
+	}
+	for _, metric := range metrics {
 		ix, err := NewFromFactory("IVF16,RQ4x8", d, metric)
 		if err != nil {
 			t.Fatal(err)
