@@ -336,6 +336,27 @@ class TestSameAsFAISS(Tmp):
                         self.assertSameResults(sD, sI, fD, fI, K, f"{what} nprobe {nprobe}")
                     del f
 
+    def test_rq_index_exported(self):
+        """IVF,RQ from Python: FAISS reads the export as its
+        IndexIVFResidualQuantizer (norms in one byte) and finds what
+        Shelf finds."""
+        faiss = import_faiss_module()
+        xb, xq = data()
+        kk = K + 5
+        ix = self.build("rq", factory="IVF16,RQ3x8")
+        self.assertEqual(ix.stats()["factory"], "IVF16,RQ3x8")
+        fi = self.path("rq.faissindex")
+        ix.export_faiss(fi)
+        f = faiss.read_index(fi)
+        self.assertEqual(type(f).__name__, "IndexIVFResidualQuantizer")
+        self.assertEqual(f.code_size, 4)
+        for nprobe in (1, 8):
+            sD, sI = ix.search(xq, kk, nprobe=nprobe)
+            faiss.extract_index_ivf(f).nprobe = nprobe
+            fD, fI = f.search(xq, kk)
+            self.assertSameResults(sD, sI, fD, fI, K, f"RQ nprobe {nprobe}")
+        del f
+
     def test_faiss_index_imported(self):
         faiss = import_faiss_module()
         xb, xq = data()
