@@ -415,6 +415,14 @@ func percentileMS(d []time.Duration, p float64) float64 {
 // runtime, goroutine stacks, the garbage collector's slack.
 const searchRuntimeReserve = 32 << 20
 
+// searchGCSlack: 1/searchGCSlack of what --memory leaves to the read
+// buffers is left free for the garbage collector instead. The read buffers are live heap for the whole
+// search; with the heap at the Go memory limit every allocation of a
+// block (tables, heaps) started a collection: 293 of them in a 3.3 s
+// search under a 1 GiB cap (GODEBUG=gctrace=1), their marking taking
+// CPU from the scan.
+const searchGCSlack = 16
+
 // searchBudget gives the index's lists what memLimit leaves after the
 // queries, the model and tables of a search (ivf.Index.SearchMemory) and
 // the runtime, and asks the Go runtime to stay within memLimit; an index
@@ -426,6 +434,7 @@ func searchBudget(ix *ivf.Index, memLimit int64, q *vecio.Matrix, calls, k, npro
 		perResult += 4
 	}
 	fixed := ix.SearchMemory(calls, k, nprobe) + int64(len(q.Data))*4 + int64(q.N)*int64(k)*perResult + searchRuntimeReserve
+	fixed += max(memLimit-fixed, 0) / searchGCSlack
 	const minBuffers = 4 << 20
 	if memLimit-fixed < minBuffers {
 		return fmt.Errorf("%w: --memory %s: this search needs %s besides the lists' buffers (model, tables, queries, results, runtime), and at least %s of buffers",
