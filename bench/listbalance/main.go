@@ -70,12 +70,8 @@ func main() {
 	}
 	q, err := vecio.ReadFloat32(*queries)
 	check(err)
-	_, kGT, g32, err := vecio.ReadInt32(*gtFile)
+	_, kGT, gt, err := vecio.ReadInt64(*gtFile)
 	check(err)
-	gt := make([]int64, len(g32))
-	for i, v := range g32 {
-		gt[i] = int64(v)
-	}
 	for _, dir := range flag.Args() {
 		ix, err := ivf.OpenReadOnly(dir)
 		check(err)

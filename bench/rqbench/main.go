@@ -42,12 +42,8 @@ func main() {
 	check(err)
 	q, err := vecio.ReadFloat32(*queries)
 	check(err)
-	_, kGT, g32, err := vecio.ReadInt32(*gtFile)
+	_, kGT, gt, err := vecio.ReadInt64(*gtFile)
 	check(err)
-	gt := make([]int64, len(g32))
-	for i, v := range g32 {
-		gt[i] = int64(v)
-	}
 	d, nt := base.D, min(*trainRows, base.N)
 	train := vecio.Matrix{N: nt, D: d, Data: base.Data[:nt*d]}
 	fmt.Printf("%s: %d x %d, %d queries; RQ%dx8, beam %d, trained on %d rows, %d threads\n",
