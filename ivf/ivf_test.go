@@ -446,6 +446,22 @@ func TestInputErrors(t *testing.T) {
 	if p, err := ParseFactory("IVF1024,PQ16x8", 128, L2); err != nil || p.NList != 1024 || p.M != 16 || p.Factory() != "IVF1024,PQ16" {
 		t.Fatalf("factory: %+v %v", p, err)
 	}
+	// A finite query whose distances overflow float32 (NaN coarse
+	// scores) still has its own nprobe probes: the other queries of its
+	// block get exactly the results they get alone.
+	ixp, _ := NewFromFactory("IVF4,PQ2", 4, L2)
+	ixp.Train(x, 300, nil)
+	ixp.Add(x, 300)
+	huge := []float32{3e38, -3e38, 3e38, -3e38}
+	block := append(slices.Clone(x[:8]), huge...)
+	_, got, err := ixp.Search(block, 3, 5, 3)
+	if err != nil {
+		t.Fatalf("query of huge components: %v", err)
+	}
+	_, alone, _ := ixp.Search(x[:8], 2, 5, 3)
+	if !slices.Equal(got[:10], alone) {
+		t.Fatalf("a query with NaN coarse scores changed the others' results: %v, alone %v", got[:10], alone)
+	}
 	// Fewer results than k: padded.
 	small, _ := NewFromFactory("IVF4,Flat", 4, L2)
 	small.Train(x, 300, nil)

@@ -248,6 +248,15 @@ func (ix *Index) selectProbes(qs []float32, nq, nprobe int) ([]probe, []int32) {
 		for qi := lo; qi < hi; qi++ {
 			heap.Reset(nprobe)
 			for l, v := range coarse[qi*nl : (qi+1)*nl] {
+				if v != v {
+					// A query whose distances overflow float32 (finite
+					// components so large that +Inf and -Inf terms
+					// meet) scores NaN: such lists rank last rather
+					// than drop out of the heap, so every query has
+					// its nprobe probes (a short heap left slots that
+					// probed list 0 for query 0).
+					v = float32(math.Inf(1))
+				}
 				if v < heap.Threshold() || heap.Len() < nprobe {
 					heap.Push(v, int64(l))
 				}
