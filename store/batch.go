@@ -311,10 +311,9 @@ func (b *Batch) SetMeta(key string, value []byte) error {
 	if b.done {
 		return ErrBatchDone
 	}
-	if value == nil {
-		value = []byte{}
-	}
-	b.user[key] = append([]byte(nil), value...)
+	// A copy that is never nil, even of an empty value: nil marks a
+	// deleted record.
+	b.user[key] = append([]byte{}, value...)
 	return nil
 }
 

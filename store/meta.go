@@ -273,7 +273,7 @@ func decodeSnapshot(b []byte) (*snapshot, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: snapshot user record %q truncated", ErrCorrupt, k)
 		}
-		s.user[string(k)] = append([]byte(nil), v...)
+		s.user[string(k)] = append([]byte{}, v...)
 		p = rest
 	}
 	if len(p) != 0 {
@@ -525,7 +525,7 @@ func loadMeta(db *pebble.DB) (conf, stateRec, *table, map[string][]byte, error) 
 		return conf{}, stateRec{}, nil, nil, err
 	}
 	for it.First(); it.Valid(); it.Next() {
-		user[string(it.Key()[len(userPrefix):])] = append([]byte(nil), it.Value()...)
+		user[string(it.Key()[len(userPrefix):])] = append([]byte{}, it.Value()...)
 	}
 	if err := it.Close(); err != nil {
 		return conf{}, stateRec{}, nil, nil, err

@@ -113,9 +113,19 @@ func TestModel(t *testing.T) {
 						}
 						nm.lists[l] = nil
 					} else {
-						k, v := fmt.Sprint("k", r.Intn(5)), fmt.Sprint("v", r.Int())
-						b.SetMeta(k, []byte(v))
-						nm.meta[k] = v
+						k := fmt.Sprint("k", r.Intn(5))
+						switch r.Intn(4) {
+						case 0: // an empty value is a record too
+							b.SetMeta(k, []byte{})
+							nm.meta[k] = ""
+						case 1:
+							b.DeleteMeta(k)
+							delete(nm.meta, k)
+						default:
+							v := fmt.Sprint("v", r.Int())
+							b.SetMeta(k, []byte(v))
+							nm.meta[k] = v
+						}
 					}
 				}
 				if n, _ := b.ListLen(l); n != len(nm.lists[l]) {
