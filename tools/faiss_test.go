@@ -156,3 +156,74 @@ func TestFAISSBinary(t *testing.T) {
 		}
 	}
 }
+
+// TestFAISSBinaryRQ: the same round trip for an IVF-RQ index with FAISS's
+// norm byte (IVF16,RQ3x8_Ncqint8): shelf imports FAISS's file and finds
+// FAISS's neighbours at FAISS's distances, and FAISS searching shelf's
+// export (inline and on disk) finds exactly what it found on its own file.
+func TestFAISSBinaryRQ(t *testing.T) {
+	faisstest.Require(t)
+	bin := buildShelf(t)
+	dir := t.TempDir()
+	const n, d, nq, k = 3000, 16, 40, 5
+	base := synth.Clustered(n, d, 30, 11)
+	queries := synth.Queries(nq, d, 30, 11)
+	baseF, qF := filepath.Join(dir, "base.fvecs"), filepath.Join(dir, "q.fvecs")
+	if err := vecio.WriteFvecs(baseF, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := vecio.WriteFvecs(qF, queries); err != nil {
+		t.Fatal(err)
+	}
+	search := func(index, name string) map[string]any {
+		return map[string]any{"op": "search", "index": index, "queries": qF, "k": k, "nprobe": 4,
+			"dist": name + "-d.npy", "labels": name + "-i.npy"}
+	}
+	faisstest.RunIO(t, dir,
+		map[string]any{"op": "build", "base": baseF, "factory": "IVF16,RQ3x8_Ncqint8", "metric": "l2", "by_residual": true, "out": "in.index"},
+		search("in.index", "in"))
+	inD, inI := faissSearchResults(t, dir, "in")
+
+	idx := filepath.Join(dir, "idx")
+	out := shelfOK(t, bin, "import-faiss", "--faiss", filepath.Join(dir, "in.index"), "--index", idx)
+	for _, want := range []string{"IndexIVFResidualQuantizer", "nlist=16", "3000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("import-faiss output lacks %q:\n%s", want, out)
+		}
+	}
+	res := filepath.Join(dir, "shelf.ivecs")
+	shelfOK(t, bin, "search", "--index", idx, "--queries", qF, "--nprobe", "4", "--k", "5", "--out", res)
+	sD, err := vecio.ReadFloat32(strings.TrimSuffix(res, ".ivecs") + ".fvecs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, ids, err := vecio.ReadInt64(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := 0
+	for q := 0; q < nq; q++ {
+		if slices.Equal(ids[q*k:(q+1)*k], inI[q*k:(q+1)*k]) {
+			same++
+		}
+		for j := 0; j < k; j++ {
+			if a, b := float64(sD.Data[q*k+j]), float64(inD[q*k+j]); math.Abs(a-b) > 1e-3*max(1, math.Abs(b)) {
+				t.Fatalf("query %d rank %d: shelf distance %g, FAISS %g", q, j, a, b)
+			}
+		}
+	}
+	if same < nq*9/10 {
+		t.Fatalf("only %d of %d queries have FAISS's top %d", same, nq, k)
+	}
+
+	shelfOK(t, bin, "export-faiss", "--index", idx, "--faiss", filepath.Join(dir, "out.index"), "--quiet")
+	shelfOK(t, bin, "export-faiss", "--index", idx, "--faiss", filepath.Join(dir, "out-od.index"),
+		"--ondisk", filepath.Join(dir, "out-od.ivfdata"), "--quiet")
+	faisstest.RunIO(t, dir, search("out.index", "out"), search("out-od.index", "out-od"))
+	for _, name := range []string{"out", "out-od"} {
+		fD, fI := faissSearchResults(t, dir, name)
+		if !slices.Equal(fI, inI) || !slices.Equal(fD, inD) {
+			t.Fatalf("FAISS on the %s export differs from FAISS on its own file", name)
+		}
+	}
+}
