@@ -147,15 +147,17 @@ func shelf_create(dir, factory *C.char, d C.int64_t, metric *C.char, h *C.int64_
 	})
 }
 
-// shelf_open opens the index directory dir, read-only if readOnly != 0.
+// shelf_open opens the index directory dir, read-only if readOnly != 0;
+// memory > 0 is the memory budget of its searches in bytes (lists read
+// from disk into buffers of at most that size, never mapped).
 //
 //export shelf_open
-func shelf_open(dir *C.char, readOnly C.int, h *C.int64_t, errp **C.char) C.int {
+func shelf_open(dir *C.char, readOnly C.int, memory C.int64_t, h *C.int64_t, errp **C.char) C.int {
 	return run(errp, func() error {
 		if h == nil || dir == nil {
 			return errNilPointer
 		}
-		v, err := open(C.GoString(dir), readOnly != 0)
+		v, err := open(C.GoString(dir), readOnly != 0, int64(memory))
 		*h = C.int64_t(v)
 		return err
 	})

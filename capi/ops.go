@@ -112,11 +112,18 @@ func create(dir, factory string, d int64, metric string) (int64, error) {
 	return register(ix, dir), nil
 }
 
-func open(dir string, readOnly bool) (int64, error) {
+// open opens the index directory dir; a memory budget > 0 makes its
+// searches read lists from disk into at most that many bytes of buffers
+// (ivf.Index.MemoryBudget), set before any call can search.
+func open(dir string, readOnly bool, memory int64) (int64, error) {
+	if memory < 0 {
+		return 0, fmt.Errorf("%w: memory budget %d bytes", ivf.ErrInput, memory)
+	}
 	ix, err := ivf.Open(dir, &ivf.OpenOptions{ReadOnly: readOnly})
 	if err != nil {
 		return 0, err
 	}
+	ix.MemoryBudget = memory
 	return register(ix, ""), nil
 }
 
@@ -143,6 +150,11 @@ type indexInfo struct {
 	NTotal    int64  `json:"ntotal"`
 	NextID    int64  `json:"next_id"`
 	Untrained string `json:"pending_dir,omitempty"`
+	// The memory budget of searches (0: lists through the memory map),
+	// and the reads they made from disk within it.
+	MemoryBudget int64 `json:"memory_budget"`
+	DiskReads    int64 `json:"disk_reads"`
+	DiskBytes    int64 `json:"disk_read_bytes"`
 }
 
 func infoOf(hd *handle, ix *ivf.Index) indexInfo {
@@ -152,6 +164,8 @@ func infoOf(hd *handle, ix *ivf.Index) indexInfo {
 	info := paramsInfo(ix.Params(), pending)
 	info.Trained, info.ReadOnly, info.Dir = ix.IsTrained(), ix.ReadOnly(), ix.Dir()
 	info.NTotal, info.NextID = ix.NTotal(), ix.NextID()
+	info.MemoryBudget = ix.MemoryBudget
+	info.DiskReads, info.DiskBytes = ix.ReadStats()
 	return info
 }
 

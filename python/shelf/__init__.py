@@ -95,7 +95,7 @@ def _load():
         "shelf_token_free": (None, [_i64]),
         "shelf_check_results": (_int, [_i64, _i64, _out]),
         "shelf_create": (_int, [_str, _str, _i64, _str, ctypes.POINTER(_i64), _out]),
-        "shelf_open": (_int, [_str, _int, ctypes.POINTER(_i64), _out]),
+        "shelf_open": (_int, [_str, _int, _i64, ctypes.POINTER(_i64), _out]),
         "shelf_import_faiss": (_int, [_str, _str, _int, ctypes.POINTER(_i64), _out]),
         "shelf_close": (_int, [_i64, _out]),
         "shelf_info": (_int, [_i64, _out, _out]),
@@ -314,12 +314,23 @@ def create(dir, factory, d, metric="l2"):
     return Index(h.value)
 
 
-def open(dir, read_only=False):
+def open(dir, read_only=False, memory=None):
     """Opens an index directory. read_only=True opens it for searching,
-    also while another process writes it (one writer at a time)."""
+    also while another process writes it (one writer at a time).
+
+    memory (bytes) bounds what searches take for the lists: they are read
+    from disk with direct I/O into at most that many bytes of buffers
+    (which also keep the most recently read lists), never through the
+    memory map or the page cache: an index larger than RAM, or beside a
+    service that keeps most of it. The model, the queries and the results
+    come on top. None: lists are read through the memory map.
+    stats()["disk_reads"] and ["disk_read_bytes"] count the reads."""
     lib = _lib()
     h = _i64()
-    st, msg = _call(lib.shelf_open, _path(dir, "dir"), 1 if read_only else 0, ctypes.byref(h))
+    mem = 0 if memory is None else _int64(memory, "memory")
+    if memory is not None and mem <= 0:
+        raise ValueError(f"shelf: memory must be a positive number of bytes, not {memory}")
+    st, msg = _call(lib.shelf_open, _path(dir, "dir"), 1 if read_only else 0, mem, ctypes.byref(h))
     _raise(_Result(st, msg, None))
     return Index(h.value)
 

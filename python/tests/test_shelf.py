@@ -212,6 +212,31 @@ class TestTutorial(Tmp):
             _, I3 = rw.search(xq, 1, nprobe=16)
             self.assertGreater(np.mean(I3[:, 0] == np.arange(NB, NB + NQ)), 0.9)
 
+    def test_memory_budget(self):
+        """An index opened with a memory budget reads its lists from disk
+        into that many bytes of buffers: the same results as the mapped
+        search, reads counted, and a budget too small for one list's
+        buffers is an error that says so."""
+        xb, xq = data()
+        self.build("mem").close()
+        with shelf.open(self.path("mem"), read_only=True) as ro:
+            D, I = ro.search(xq, K, nprobe=16)
+            self.assertEqual(ro.stats()["disk_reads"], 0)
+        with shelf.open(self.path("mem"), read_only=True, memory=256 << 10) as ro:
+            D2, I2 = ro.search(xq, K, nprobe=16)
+            np.testing.assert_array_equal(I2, I)
+            np.testing.assert_array_equal(D2, D)
+            st = ro.stats()
+            self.assertEqual(st["memory_budget"], 256 << 10)
+            self.assertGreater(st["disk_reads"], 0)
+            self.assertGreater(st["disk_read_bytes"], 0)
+        with shelf.open(self.path("mem"), memory=4096) as small:
+            with self.assertRaisesRegex(shelf.Error, "memory budget of 4096 bytes"):
+                small.search(xq, K, nprobe=16)
+        for bad in (0, -1):
+            with self.assertRaisesRegex(ValueError, "memory must be a positive"):
+                shelf.open(self.path("mem"), memory=bad)
+
     def test_cosine(self):
         """Cosine: Shelf normalizes vectors and queries itself and returns
         cosine similarities; the exact neighbours are those of the
