@@ -164,9 +164,9 @@ func semStats(stage string, s semIDs) semStage {
 }
 
 func runSemIDs(env *Env) error {
-	fs := newFlags(env, "semantic-ids", "semantic-ids --data ITEMS.npy [--ids IDS.npy] --out IDS.json [--levels 256,256,256] [--sinkhorn-eps 0,0,0.003] [--sinkhorn-iters 50] [--iters 100] [--seed 1] [--model M.rq] [--resolve-rounds 20] [--json] [--quiet]\n       shelf semantic-ids --eval IDS.json [--json]",
+	fs := newFlags(env, "semantic-ids", "semantic-ids --data ITEMS.npy [--ids IDS.npy] --out IDS.json [--levels 256,256,256] [--sinkhorn-eps 0,0,0.003] [--sinkhorn-iters 50] [--iters 100] [--seed 1] [--model M.rq] [--resolve-rounds 20] [--threads T] [--json] [--quiet]\n       shelf semantic-ids --eval IDS.json [--json]",
 		"shelf semantic-ids --data items.npy --levels 256,256,256 --model items.rq --out ids.json       # train, save the model, assign\n"+
-			"shelf semantic-ids --data new_items.npy --ids new_ids.npy --model items.rq --out new_ids.json # assign only\n"+
+			"shelf semantic-ids --data new_items.npy --ids new_ids.npy --model items.rq --sinkhorn-eps 0,0,0 --out new_ids.json # assign a few new items: no balancing\n"+
 			"shelf semantic-ids --eval ids.json                                                            # collision rate, utilization, entropy")
 	data := fs.String("data", "", "item embeddings, one row per item (.npy of float32 or float64, .fvecs or .bvecs)")
 	idsFile := fs.String("ids", "", "item ids, one per row of --data (.npy of int64 or int32, or .ivecs); default: row numbers")
@@ -179,9 +179,13 @@ func runSemIDs(env *Env) error {
 	rounds := fs.Int("resolve-rounds", 20, "rounds re-assigning the last level of colliding items with Sinkhorn (epsilon: the last level's, 0.003 if that is 0), kept while they lower the collisions; 0: none")
 	out := fs.String("out", "", "IDs to write: a JSON object, item id -> list of tokens \"<a_12>\"")
 	eval := fs.String("eval", "", "an IDs file to measure instead (collision rate, utilization and entropy per level)")
+	threads := fs.Int("threads", 0, "goroutines of training and assignment (0: all CPUs)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	quiet := fs.Bool("quiet", false, "no progress bars")
 	if err := parse(fs, env.Args); err != nil {
+		return err
+	}
+	if err := checkThreads(*threads); err != nil {
 		return err
 	}
 	if *eval != "" {
@@ -233,7 +237,7 @@ func runSemIDs(env *Env) error {
 	}
 
 	rep := &semReport{Data: *data, Items: n, Dim: d, Levels: levels, Eps: eps, SinkhornIters: *skIters, Model: *model, Out: *out}
-	q, err := semModel(env, rep, x, m, *iters, *seed, *quiet)
+	q, err := semModel(env, rep, x, m, *iters, *seed, *threads, *quiet)
 	if err != nil {
 		return err
 	}
@@ -241,13 +245,13 @@ func runSemIDs(env *Env) error {
 	t0 := time.Now()
 	b := bar(env, *quiet, "assign", "levels", int64(2*m))
 	codes := make([]byte, n*m)
-	err = q.EncodeBalanced(x.Data, n, codes, rq.BalanceOptions{Progress: func(l, _ int) { b.Set(int64(l), 0) }})
+	err = q.EncodeBalanced(x.Data, n, codes, rq.BalanceOptions{Threads: *threads, Progress: func(l, _ int) { b.Set(int64(l), 0) }})
 	if err != nil {
 		b.Finish()
 		return err
 	}
 	rep.Stages = append(rep.Stages, semStats("nearest", semFromCodes(codes, n, m)))
-	err = q.EncodeBalanced(x.Data, n, codes, rq.BalanceOptions{Eps: eps, Iters: *skIters,
+	err = q.EncodeBalanced(x.Data, n, codes, rq.BalanceOptions{Eps: eps, Iters: *skIters, Threads: *threads,
 		Progress: func(l, _ int) { b.Set(int64(m+l), 0) }})
 	b.Finish()
 	if err != nil {
@@ -259,7 +263,7 @@ func runSemIDs(env *Env) error {
 	if rep.ResolveEps == 0 {
 		rep.ResolveEps = semDefaultResolveEps
 	}
-	rep.Rounds, err = semResolve(q, x.Data, codes, n, rep.ResolveEps, *skIters, *rounds)
+	rep.Rounds, err = semResolve(q, x.Data, codes, n, rep.ResolveEps, *skIters, *rounds, *threads)
 	if err != nil {
 		return err
 	}
@@ -354,7 +358,7 @@ func semNames(idsFile, data string, n int) ([]string, error) {
 
 // semModel loads the quantizer of rep.Model when that file exists, or
 // trains one on the items (and saves it when rep.Model names a path).
-func semModel(env *Env, rep *semReport, x vecio.Matrix, m, iters int, seed int64, quiet bool) (*rq.RQ, error) {
+func semModel(env *Env, rep *semReport, x vecio.Matrix, m, iters int, seed int64, threads int, quiet bool) (*rq.RQ, error) {
 	q := &rq.RQ{}
 	if rep.Model != "" {
 		b, err := os.ReadFile(rep.Model)
@@ -387,7 +391,7 @@ func semModel(env *Env, rep *semReport, x vecio.Matrix, m, iters int, seed int64
 	q.BeamSize = 1
 	t0 := time.Now()
 	b := bar(env, quiet, "train", "levels", int64(m))
-	err = q.Train(x.Data, x.N, rq.TrainOptions{Iters: iters, Seed: seed,
+	err = q.Train(x.Data, x.N, rq.TrainOptions{Iters: iters, Seed: seed, Threads: threads,
 		Progress: func(l, _ int) { b.Set(int64(l), 0) }})
 	b.Finish()
 	if err != nil {
@@ -411,7 +415,7 @@ func semModel(env *Env, rep *semReport, x vecio.Matrix, m, iters int, seed int64
 // codewords under its (common) prefix, as LC-Rec's collision loop does. A
 // round is kept only when it lowers the number of colliding items; it
 // returns the rounds kept.
-func semResolve(q *rq.RQ, x []float32, codes []byte, n int, eps float64, iters, maxRounds int) (int, error) {
+func semResolve(q *rq.RQ, x []float32, codes []byte, n int, eps float64, iters, maxRounds, threads int) (int, error) {
 	m, d := q.M, q.D
 	epsv := make([]float64, m)
 	epsv[m-1] = eps
@@ -426,7 +430,7 @@ func semResolve(q *rq.RQ, x []float32, codes []byte, n int, eps float64, iters, 
 				copy(xg[j*d:], x[i*d:(i+1)*d])
 				copy(cg[j*m:], codes[i*m:(i+1)*m])
 			}
-			err := q.EncodeBalanced(xg, len(g), cg, rq.BalanceOptions{Eps: epsv, Iters: iters, From: m - 1})
+			err := q.EncodeBalanced(xg, len(g), cg, rq.BalanceOptions{Eps: epsv, Iters: iters, From: m - 1, Threads: threads})
 			if err != nil {
 				return kept, err
 			}

@@ -148,7 +148,7 @@ func TestSemanticIDs(t *testing.T) {
 
 	// The saved model (loaded by that second run) assigned the same IDs
 	// as the run that trained it; so does a third run, and an in-memory
-	// training with the same seed.
+	// training with the same seed, on one goroutine.
 	if !strings.Contains(text, "(loaded)") {
 		t.Errorf("second run did not load %s:\n%s", model, text)
 	}
@@ -156,9 +156,9 @@ func TestSemanticIDs(t *testing.T) {
 		t.Error("the loaded model assigned other IDs than the run that trained it")
 	}
 	out2 := filepath.Join(dir, "ids2.json")
-	semOK(t, "--data", data, "--ids", idsFile, "--levels", "256,256", "--sinkhorn-eps", "0,0.003", "--iters", "10", "--out", out2, "--quiet")
+	semOK(t, "--data", data, "--ids", idsFile, "--levels", "256,256", "--sinkhorn-eps", "0,0.003", "--iters", "10", "--out", out2, "--threads", "1", "--quiet")
 	if !reflect.DeepEqual(semReadOut(t, out2), got) {
-		t.Error("training without --model assigned other IDs than the saved model")
+		t.Error("training without --model on one goroutine assigned other IDs than the saved model")
 	}
 }
 
@@ -284,6 +284,7 @@ func TestSemanticIDsErrors(t *testing.T) {
 		{2, "--data and --out are required", []string{"--data", good}},
 		{2, "takes no --data", []string{"--eval", p("ok.json"), "--data", good}},
 		{2, "--iters 0", []string{"--data", good, "--iters", "0", "--out", out}},
+		{2, "--threads -1", []string{"--data", good, "--threads", "-1", "--out", out}},
 		{1, "row 3, column 5 is NaN", []string{"--data", p("nan.npy"), "--out", out}},
 		{1, "holds 100 items: training 256 codewords per level needs at least 256", []string{"--data", p("few.npy"), "--out", out}},
 		{1, "has 1 column", []string{"--data", p("one.npy"), "--out", out}},
