@@ -17,9 +17,12 @@
 // each in a fresh memory cgroup with a cold page cache
 // (bench/capped.sh: root and cgroup v1), and prints one table: QPS and
 // their ratio, single-query p50/p99, recall, bytes read per query, read
-// bandwidth and its share of the device's (fio, direct random reads of
-// the lists' mean size, 32 in flight), and each group's peak. Rows also
-// go to DIR/rows.jsonl.
+// bandwidth and its share of the device's, and each group's peak. Rows
+// also go to DIR/rows.jsonl. The device's figure is fio's (direct random
+// reads of the lists' mean size): 64, 32 and 1 in flight at the start,
+// and 64 in flight for 3 s just before each capped Shelf run, the figure
+// that run's share is of (a virtual disk's speed drifts by 2x within
+// minutes).
 //
 // It may import anything of the project (benchmarks measure it all).
 package main
