@@ -90,8 +90,12 @@ func panelChunk(d int) int {
 }
 
 func innerProducts(x []float32, nx int, y []float32, ny int, d int, out []float32) {
-	if !useAVX2 || nx < 4 {
+	if !useAVX2 {
 		innerProductsGeneric(x, nx, y, ny, d, out)
+		return
+	}
+	if nx < 4 {
+		innerProductsFew(x, nx, y, ny, d, out)
 		return
 	}
 	innerProductsPanels(x, nx, packPanels(y, ny, d, 1), ny, d, out)
@@ -106,11 +110,30 @@ func packFor(y []float32, ny, d int) []float32 {
 }
 
 func innerProductsPacked(x []float32, nx int, p *Packed, out []float32) {
-	if p.panels == nil || !useAVX2 || nx < 4 {
+	if p.panels == nil || !useAVX2 {
 		innerProductsGeneric(x, nx, p.y, p.ny, p.d, out)
 		return
 	}
+	if nx < 4 {
+		innerProductsFew(x, nx, p.y, p.ny, p.d, out)
+		return
+	}
 	innerProductsPanels(x, nx, p.panels, p.ny, p.d, out)
+}
+
+// innerProductsFew is innerProducts for fewer than 4 rows of x (a query
+// searched alone): one AVX2 dot product per pair. The panel kernels take
+// rows in groups of 4 and their packing of y costs more than a few rows
+// save; the generic loops are scalar (a single query's coarse step
+// against 8,192 centroids of 64 dimensions took 0.3 ms there).
+func innerProductsFew(x []float32, nx int, y []float32, ny int, d int, out []float32) {
+	for i := range nx {
+		xr := x[i*d : (i+1)*d]
+		o := out[i*ny : (i+1)*ny]
+		for j := range o {
+			o[j] = dot(xr, y[j*d:(j+1)*d])
+		}
+	}
 }
 
 // innerProductsPanels is innerProducts with y already packed.
@@ -150,8 +173,24 @@ func innerProductsPanels(x []float32, nx int, packed []float32, ny, d int, out [
 const argRowsPerTask = 128
 
 func argMinL2(x []float32, nx int, y []float32, ny int, d int, yNorms []float32, outIdx []int32, outDist []float32, threads int) {
-	if !useAVX2 || d == 0 || nx < 4 {
+	if !useAVX2 || d == 0 {
 		argMinL2Generic(x, nx, y, ny, d, yNorms, outIdx, outDist, threads)
+		return
+	}
+	if nx < 4 {
+		// A query or few searched alone: dot products on the AVX2
+		// kernel, no packing (see innerProductsFew).
+		for i := range nx {
+			xr := x[i*d : (i+1)*d]
+			best, bestJ := float32(math.Inf(1)), 0
+			for j := range ny {
+				if v := yNorms[j] - 2*dot(xr, y[j*d:(j+1)*d]); v < best {
+					best, bestJ = v, j
+				}
+			}
+			outIdx[i] = int32(bestJ)
+			outDist[i] = max(dot(xr, xr)+best, 0)
+		}
 		return
 	}
 	np := (ny + panelWidth - 1) / panelWidth

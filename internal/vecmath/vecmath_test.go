@@ -104,6 +104,8 @@ func TestInnerProductsFastMatchesGeneric(t *testing.T) {
 	for _, tc := range []struct{ nx, ny, d int }{
 		{1, 1, 1}, {3, 5, 2}, {4, 16, 8}, {5, 17, 8}, {7, 33, 13},
 		{64, 100, 32}, {9, 1024, 128}, {33, 47, 300}, {4, 3, 2000},
+		// Fewer than 4 rows of x at lengths of the AVX2 dot product.
+		{1, 300, 64}, {2, 70, 37}, {3, 9, 130},
 	} {
 		x := randMatrix(r, tc.nx, tc.d)
 		y := randMatrix(r, tc.ny, tc.d)
@@ -127,7 +129,7 @@ func TestInnerProductsFastMatchesGeneric(t *testing.T) {
 // A Packed y gives InnerProducts' results, bit for bit.
 func TestPackedInnerProducts(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	for _, tc := range []struct{ nx, ny, d int }{{1, 5, 3}, {4, 16, 8}, {17, 40, 33}, {16, 512, 64}} {
+	for _, tc := range []struct{ nx, ny, d int }{{1, 5, 3}, {4, 16, 8}, {17, 40, 33}, {16, 512, 64}, {1, 100, 64}, {3, 20, 48}} {
 		x := randMatrix(r, tc.nx, tc.d)
 		y := randMatrix(r, tc.ny, tc.d)
 		want := make([]float32, tc.nx*tc.ny)
@@ -186,6 +188,7 @@ func TestArgMinL2(t *testing.T) {
 	for _, tc := range []struct{ nx, ny, d, threads int }{
 		{1, 1, 3, 1}, {3, 2, 1, 1}, {5, 7, 8, 2}, {129, 17, 8, 2},
 		{300, 256, 8, 3}, {77, 1000, 64, 2}, {10, 5000, 4, 1}, {20, 40, 700, 2},
+		{1, 2000, 64, 2}, {3, 500, 33, 1},
 	} {
 		x := randMatrix(r, tc.nx, tc.d)
 		y := randMatrix(r, tc.ny, tc.d)
