@@ -131,21 +131,29 @@ func TestExactCodebook(t *testing.T) {
 
 // TestDistancesAreADC: every returned distance equals the distance to the
 // reconstructed vector (centroid + decoded residual), computed apart.
+// trainedIndex is an in-memory index of factory trained on the n vectors
+// x (dimension d) with seed, holding them all.
+func trainedIndex(t *testing.T, factory string, metric Metric, x []float32, n, d int, seed int64) *Index {
+	t.Helper()
+	ix, err := NewFromFactory(factory, d, metric)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Train(x, n, &TrainOptions{Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.Add(x, n); err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
 func TestDistancesAreADC(t *testing.T) {
 	const n, d, nq, k = 5000, 32, 30, 10
 	x := blobs(n, d, 20, 1)
 	q := blobs(nq, d, 20, 2)
 	for _, metric := range []Metric{L2, InnerProduct, Cosine} {
-		ix, err := NewFromFactory("IVF32,PQ8", d, metric)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ix.Train(x, n, &TrainOptions{Seed: 5}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ix.Add(x, n); err != nil {
-			t.Fatal(err)
-		}
+		ix := trainedIndex(t, "IVF32,PQ8", metric, x, n, d, 5)
 		dist, ids, err := ix.Search(q, nq, k, 4)
 		if err != nil {
 			t.Fatal(err)

@@ -45,16 +45,7 @@ func TestRQIndex(t *testing.T) {
 		metrics = metrics[:1] // the race detector's run; the full run has all
 	}
 	for _, metric := range metrics {
-		ix, err := NewFromFactory("IVF16,RQ4x8", d, metric)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ix.Train(x, n, &TrainOptions{Seed: 3}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ix.Add(x, n); err != nil {
-			t.Fatal(err)
-		}
+		ix := trainedIndex(t, "IVF16,RQ4x8", metric, x, n, d, 3)
 		dist, ids, err := ix.Search(q, nq, k, 4)
 		if err != nil {
 			t.Fatal(err)
